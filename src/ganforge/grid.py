@@ -1,0 +1,50 @@
+"""Image grids and conversions between model tensors and pictures (Pillow only)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) floats in [-1, 1] → uint8 array (N, C, H, W)."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
+    return x.to(torch.uint8).numpy()
+
+
+def make_grid(images: np.ndarray, nrow: int, padding: int = 2, min_cell: int = 32) -> np.ndarray:
+    """Tile uint8 images (N, C, H, W) into one (H', W', C) picture, ``nrow`` images per row.
+
+    Small images are enlarged by an integer factor (nearest neighbour) so that each cell is at
+    least ``min_cell`` pixels tall: an 8x8 digit is unreadable at its own size.
+    """
+    n, c, h, w = images.shape
+    scale = max(1, math.ceil(min_cell / h))
+    if scale > 1:
+        images = images.repeat(scale, axis=2).repeat(scale, axis=3)
+        h, w = h * scale, w * scale
+    ncol = max(1, nrow)
+    nrows = math.ceil(n / ncol)
+    grid = np.zeros((nrows * (h + padding) + padding, ncol * (w + padding) + padding, c), dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y : y + h, x : x + w] = images[i].transpose(1, 2, 0)  # (H, W, C)
+    return grid
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
+    """Save (N, C, H, W) images in [-1, 1] as a PNG grid, written atomically."""
+    grid = make_grid(to_uint8(images), nrow)
+    pic = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid[:, :, :3])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pic.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

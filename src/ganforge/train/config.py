@@ -1,0 +1,138 @@
+"""Run configuration: everything needed to rebuild a run, stored as ``config.json``.
+
+A run's settings are layered: built-in defaults < a TOML file (``--config``) < explicit
+command-line flags. On ``--resume`` the stored ``config.json`` replaces the defaults, and an
+explicit flag may change only settings that do not alter what is being trained (e.g. the
+total number of steps or how often to sample).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ganforge.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    """Settings of one training run. Field names match the CLI flags (``lr_g`` ↔ ``--lr-g``)."""
+
+    # what to train
+    model: str = "dcgan"
+    model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the family's Config
+    conditional: bool = False
+    data: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    # objective and optimisers
+    loss: str = "non_saturating"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    n_critic: int = 1
+    gp_weight: float = 0.0  # WGAN-GP gradient penalty weight (10 is usual with --loss wasserstein)
+    r1_weight: float = 0.0  # R1 penalty γ
+    ema: float = 0.0  # generator EMA decay (0 = off; 0.999 is usual)
+    # length and batching
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 64
+    seed: int = 0
+    # where and how
+    device: str = "auto"
+    threads: int = 0  # 0 = choose automatically
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    keep_checkpoints: int = 3
+    progress: bool = True
+
+    # settings that may differ between the original run and a resumed one
+    RESUMABLE_CHANGES = frozenset(
+        {"steps", "epochs", "device", "threads", "sample_every", "checkpoint_every", "log_every",
+         "keep_checkpoints", "progress", "data_dir"}
+    )
+
+    def validate(self) -> None:
+        """Refuse settings that cannot work, naming the setting and what would."""
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give either --steps or --epochs, not both")
+        if self.steps is not None and self.steps <= 0:
+            raise ConfigError(f"--steps must be a positive number of training steps, got {self.steps}")
+        if self.epochs is not None and not (self.epochs > 0):
+            raise ConfigError(f"--epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "n_critic", "sample_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
+        if self.gp_weight < 0 or self.r1_weight < 0:
+            raise ConfigError("--gp-weight and --r1-weight must be >= 0")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.threads}")
+
+    def total_steps(self, n_examples: int) -> int:
+        """The total number of steps of the run (``--epochs`` counts passes over the data)."""
+        if self.steps is not None:
+            return self.steps
+        batches_per_epoch = max(1, n_examples // self.batch_size)
+        if self.epochs is not None:
+            return max(1, math.ceil(self.epochs * batches_per_epoch / self.n_critic))
+        raise ConfigError("no run length: give --steps or --epochs")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid settings: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
+        return cls(**d)
+
+    def merged(self, overrides: dict[str, Any]) -> RunConfig:
+        return RunConfig.from_dict({**self.to_dict(), **overrides})
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read run settings from a TOML file: top-level keys are RunConfig fields (``-`` or ``_``)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    settings = {k.replace("-", "_"): v for k, v in raw.items()}
+    RunConfig.from_dict(settings)  # validates the keys, naming unknown ones
+    return settings
+
+
+def save_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)

@@ -1,0 +1,231 @@
+"""Build a run from its configuration and train it; rebuild a trained generator to sample from.
+
+This is the Python API behind ``ganforge train`` and ``ganforge sample``::
+
+    from ganforge.train import RunConfig, train
+    result = train(RunConfig(model="dcgan", data="digits", steps=200), out="runs/demo")
+    print(result.last_sample)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ganforge import __version__
+from ganforge.data.spec import DataSpec
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.grid import save_grid
+from ganforge.losses import get_loss
+from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
+from ganforge.train.config import RunConfig
+from ganforge.train.ema import EMA
+from ganforge.train.gan_step import GANStep
+from ganforge.train.quality import sliced_wasserstein
+from ganforge.train.rundir import RunDir
+from ganforge.train.runtime import BatchStream, configure_threads, resolve_device
+from ganforge.train.trainer import Trainer, TrainResult
+
+N_SCORE = 512  # samples used for the checkpoint quality score
+
+
+def _model_spec(spec: DataSpec, conditional: bool) -> DataSpec:
+    """The spec the networks are built for: labels dropped when the run is unconditional."""
+    if conditional and spec.n_classes == 0:
+        raise ConfigError(
+            f"--conditional needs class labels, but the data {spec.name or ''} has none "
+            "(for an image folder, put each class in its own sub-folder)"
+        )
+    return spec if conditional else dataclasses.replace(spec, n_classes=0)
+
+
+def build_networks(config: RunConfig, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+    from ganforge.nets import build
+
+    torch.manual_seed(config.seed)
+    return build(config.model, _model_spec(spec, config.conditional), **config.model_config)
+
+
+def preview_batch(spec: DataSpec, z_dim: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor | None, int]:
+    """The fixed noise (and labels) of the sample grids: one row per class when conditional."""
+    g = torch.Generator().manual_seed(seed + 1)
+    if spec.n_classes:
+        ncol = 8
+        z = torch.randn(ncol, z_dim, generator=g).repeat(spec.n_classes, 1)  # same z down each column
+        labels = torch.arange(spec.n_classes).repeat_interleave(ncol)
+        return z.to(device), labels.to(device), ncol
+    return torch.randn(64, z_dim, generator=g).to(device), None, 8
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, z: Tensor, labels: Tensor | None, batch_size: int = 256) -> Tensor:
+    """Run the generator in eval mode over ``z`` in chunks; restores its previous mode."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        out = [generator(z[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
+               for i in range(0, z.shape[0], batch_size)]
+    finally:
+        generator.train(was_training)
+    return torch.cat(out)
+
+
+def _load_data(config: RunConfig):
+    from ganforge.data import load
+
+    return load(config.data, split="train", data_dir=config.data_dir, size=config.image_size)
+
+
+def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) -> TrainResult:
+    """Train a GAN as ``config`` says, writing the run directory ``out``.
+
+    ``resume`` is None (new run), ``"auto"`` (newest checkpoint in ``out``) or a checkpoint path.
+    Raises `Interrupted` after writing a checkpoint if SIGINT/SIGTERM arrives.
+    """
+    config.validate()
+    run = RunDir(out)
+    checkpoint: Path | None = None
+    if resume is not None:
+        if not run.is_run():
+            raise ConfigError(f"--resume: {run.path} holds no run to resume; start one without --resume")
+        if resume == "auto":
+            latest = run.latest()
+            if latest is None:
+                raise ConfigError(f"--resume auto: {run.checkpoints} holds no checkpoint to resume from")
+            checkpoint = latest.path
+        else:
+            checkpoint = Path(resume)
+        verify_checkpoint(checkpoint)
+
+    configure_threads(config.threads)
+    device = resolve_device(config.device)
+    data = _load_data(config)
+    spec = _model_spec(data.spec, config.conditional)
+    labels = data.labels if config.conditional else None
+    total = config.total_steps(len(data))
+
+    generator, discriminator = build_networks(config, data.spec)
+    generator.to(device)
+    discriminator.to(device)
+    loss = get_loss(config.loss)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas)
+    noise = torch.Generator(device=device).manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    ema = EMA(generator, config.ema) if config.ema > 0 else None
+    step = GANStep(generator, discriminator, loss, opt_g, opt_d, noise=noise, n_critic=config.n_critic,
+                   gp_weight=config.gp_weight, r1_weight=config.r1_weight, ema=ema)
+    stream = BatchStream(data.images, labels, config.batch_size, config.seed, device)
+
+    z_grid, labels_grid, ncol = preview_batch(spec, generator.z_dim, config.seed, device)
+
+    def preview(path: Path) -> None:
+        save_grid(generate(step.sampling_generator(), z_grid, labels_grid), path, nrow=ncol)
+
+    # the quality score's own fixed inputs: never drawn from the training random streams
+    g_eval = torch.Generator().manual_seed(config.seed + 2)
+    n_score = min(N_SCORE, len(data))
+    ref_idx = torch.randperm(len(data), generator=g_eval)[:n_score]
+    reference = data.to_float()[ref_idx]
+    z_score = torch.randn(n_score, generator.z_dim, generator=g_eval).to(device)
+    labels_score = labels[ref_idx].to(device) if labels is not None else None
+
+    def score() -> float:
+        return sliced_wasserstein(generate(step.sampling_generator(), z_score, labels_score), reference)
+
+    record = {
+        "ganforge_version": __version__,
+        "config": config.to_dict(),
+        "spec": spec.to_dict(),
+        "data_source": data.source,
+        "total_steps": total,
+        "device": str(device),
+    }
+    if checkpoint is None:
+        run.create(record)
+    trainer = Trainer(step, stream, run, config, total, preview=preview, score=score)
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+        stored = run.read_config()
+        stored.update(config=config.to_dict(), total_steps=total)
+        from ganforge.train.config import save_json
+
+        save_json(run.config_path, stored)
+    if config.progress:
+        print(f"training {config.model}{' (conditional)' if config.conditional else ''} on {data.source}: "
+              f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {device}"
+              + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
+    return trainer.fit()
+
+
+# --- loading a trained run ---------------------------------------------------------------------------------
+@dataclass
+class TrainedRun:
+    """A generator rebuilt from a run directory, ready to sample."""
+
+    generator: nn.Module
+    spec: DataSpec
+    config: RunConfig
+    checkpoint: Path
+    uses_ema: bool
+
+    def sample(self, n: int, labels: Tensor | int | None = None, seed: int = 0) -> Tensor:
+        """``n`` images (n, C, H, W) in [-1, 1]; ``labels`` (int or (n,) tensor) for conditional runs."""
+        if n <= 0:
+            raise ConfigError(f"--n must be a positive number of samples, got {n}")
+        if self.spec.n_classes:
+            if labels is None:
+                labels = torch.arange(n) % self.spec.n_classes
+            elif isinstance(labels, int):
+                if not 0 <= labels < self.spec.n_classes:
+                    raise ConfigError(
+                        f"--label {labels} is out of range: this run has classes 0..{self.spec.n_classes - 1}"
+                    )
+                labels = torch.full((n,), labels, dtype=torch.long)
+        elif labels is not None:
+            raise ConfigError("--label is only for conditional runs (trained with --conditional)")
+        device = next(self.generator.parameters()).device
+        z = torch.randn(n, self.generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+        return generate(self.generator, z, labels.to(device) if labels is not None else None)
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None, device: str = "cpu") -> TrainedRun:
+    """Rebuild the generator of ``run_dir`` from ``config.json`` and a checkpoint's weights.
+
+    ``checkpoint``: None or ``"latest"`` (newest), ``"best"`` (lowest quality score), or a path.
+    The EMA weights are used when the run kept them.
+    """
+    run = RunDir(run_dir)
+    record = run.read_config()
+    config = RunConfig.from_dict(record["config"])
+    spec = DataSpec.from_dict(record["spec"])
+    if checkpoint in (None, "latest"):
+        info = run.latest()
+    elif checkpoint == "best":
+        info = best_checkpoint(run.checkpoints)
+    else:
+        info = None
+        path = Path(checkpoint)
+    if checkpoint in (None, "latest", "best"):
+        if info is None:
+            raise CheckpointError(f"{run.path} has no checkpoint yet; train it first (checkpoints/ is empty)")
+        path = info.path
+    verify_checkpoint(path)
+    from ganforge.nets import build
+
+    generator, _ = build(config.model, spec, **config.model_config)
+    weights = load_weights(path, "generator_ema")
+    uses_ema = weights is not None
+    if weights is None:
+        weights = load_weights(path, "generator")
+    if weights is None:
+        raise CheckpointError(f"checkpoint {path} holds no generator weights")
+    generator.load_state_dict(weights)
+    generator.to(resolve_device(device)).eval()
+    return TrainedRun(generator, spec, config, path, uses_ema)

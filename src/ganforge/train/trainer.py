@@ -1,0 +1,196 @@
+"""The training loop: family-agnostic, it runs a step object and owns everything around it.
+
+The loop knows nothing of a particular GAN: it asks the step for its networks and
+optimisers (to checkpoint them), feeds it ``n_critic`` batches per step, flushes the stats
+stream, writes sample grids and checkpoints on schedule, and turns SIGINT/SIGTERM into a
+checkpoint and a clean exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ganforge.errors import CheckpointError
+from ganforge.monitor import Collector
+from ganforge.train.checkpoint import (
+    load_state,
+    load_weights,
+    prune_checkpoints,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from ganforge.train.config import RunConfig
+from ganforge.train.gan_step import GANStep
+from ganforge.train.rundir import RunDir
+from ganforge.train.runtime import BatchStream
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"interrupted by signal {signum} at step {step}; checkpoint written to {checkpoint}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    last_sample: Path | None
+    last_checkpoint: Path | None
+    seconds: float
+    stats: dict[str, float]
+
+
+_PROGRESS_KEYS = {"Loss/D": "D", "Loss/G": "G", "D/real": "D(x)", "D/fake": "D(G(z))",
+                  "D/acc_real": "acc_r", "D/acc_fake": "acc_f"}
+
+
+class Trainer:
+    """Runs ``step`` for ``total_steps`` steps, writing everything to ``run``."""
+
+    def __init__(
+        self,
+        step: GANStep,
+        stream: BatchStream,
+        run: RunDir,
+        config: RunConfig,
+        total_steps: int,
+        preview: Callable[[Path], None],
+        score: Callable[[], float] | None = None,
+    ):
+        self.step_fn = step
+        self.stream = stream
+        self.run = run
+        self.config = config
+        self.total_steps = total_steps
+        self.preview = preview
+        self.score = score
+        self.step = 0
+        self.elapsed_before = 0.0  # wall time of earlier sessions of this run
+        self._signal: int | None = None
+
+    # --- state -----------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "step": self.step,
+            "stream_position": self.stream.position,
+            "optimizers": {k: o.state_dict() for k, o in self.step_fn.optimizers().items()},
+            "noise_rng": self.step_fn.noise.get_state(),
+            "noise_device": str(self.step_fn.noise.device.type),
+            "torch_rng": torch.get_rng_state(),
+            "elapsed": self.elapsed_before + (time.time() - self._t0 if hasattr(self, "_t0") else 0.0),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save(self) -> Path:
+        score = float(self.score()) if self.score is not None else None
+        weights = {name: net.state_dict() for name, net in self.step_fn.networks().items()}
+        path = save_checkpoint(self.run.checkpoints, self.step, weights, self.state(), score=score)
+        prune_checkpoints(self.run.checkpoints, self.config.keep_checkpoints)
+        return path
+
+    def restore(self, path: str | Path) -> None:
+        """Load weights, optimiser, RNG and data position from a checkpoint directory."""
+        verify_checkpoint(path)
+        for name, net in self.step_fn.networks().items():
+            weights = load_weights(path, name)
+            if weights is None:
+                raise CheckpointError(f"checkpoint {path} has no weights for {name}")
+            try:
+                net.load_state_dict(weights)
+            except RuntimeError as e:
+                raise CheckpointError(
+                    f"checkpoint {path} does not fit this run's {name} ({str(e).splitlines()[0]}); "
+                    "was it written by a run with another model or data?"
+                ) from None
+        state = load_state(path)
+        for name, opt in self.step_fn.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+        if state.get("noise_device") == self.step_fn.noise.device.type:
+            self.step_fn.noise.set_state(state["noise_rng"])
+        else:
+            print(f"warning: checkpoint was written on {state.get('noise_device')}; exact resume needs the same "
+                  "device type, so the noise stream restarts", file=sys.stderr)
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step = int(state["step"])
+        self.stream.position = int(state["stream_position"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        self.run.truncate_stats(self.step)
+
+    # --- signals ---------------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._signal is not None:  # a second Ctrl-C: the user insists
+            raise KeyboardInterrupt
+        self._signal = signum
+
+    def _install_handlers(self) -> dict[int, Any]:
+        old: dict[int, Any] = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return old
+
+    # --- the loop --------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg = self.config
+        self._t0 = time.time()
+        last_sample: Path | None = None
+        last_checkpoint: Path | None = None
+        old_handlers = self._install_handlers()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step",
+                   dynamic_ncols=True, file=sys.stderr)
+        collector = Collector(self.run.stats_path, tensorboard_dir=self.run.tensorboard)
+        collector._start -= self.elapsed_before
+        try:
+            with collector:
+                while self.step < self.total_steps:
+                    if self._signal is not None:
+                        last_checkpoint = self.save()
+                        raise Interrupted(self._signal, self.step, last_checkpoint)
+                    batches = [self.stream.next() for _ in range(self.step_fn.n_critic)]
+                    self.step_fn.measure = (self.step + 1) % cfg.log_every == 0
+                    self.step_fn(batches)
+                    self.step += 1
+                    bar.update(1)
+                    done = self.step == self.total_steps
+                    if self.step % cfg.log_every == 0 or done:
+                        means = collector.flush(self.step)
+                        bar.set_postfix({v: f"{means[k]:.3f}" for k, v in _PROGRESS_KEYS.items() if k in means},
+                                        refresh=False)
+                    if self.step % cfg.sample_every == 0 or done:
+                        last_sample = self.run.samples / f"step_{self.step:06d}.png"
+                        self.preview(last_sample)
+                    if self.step % cfg.checkpoint_every == 0 or done:
+                        last_checkpoint = self.save()
+                if last_checkpoint is None:  # resumed at the end: nothing to do, but say where things are
+                    ckpt = self.run.latest()
+                    last_checkpoint = ckpt.path if ckpt else None
+        finally:
+            bar.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        return TrainResult(
+            run_dir=self.run.path,
+            step=self.step,
+            last_sample=last_sample,
+            last_checkpoint=last_checkpoint,
+            seconds=time.time() - self._t0,
+            stats=dict(collector.last),
+        )
