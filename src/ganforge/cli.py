@@ -18,7 +18,7 @@ from typing import Any
 from ganforge import __version__
 from ganforge.errors import GanforgeError
 
-DEFAULT_STEPS = {"mnist": 1500, "fashion_mnist": 1500, "digits": 2000}
+DEFAULT_STEPS = {"mnist": 1000, "fashion_mnist": 1000, "digits": 2000}
 
 
 def _positive_int(text: str) -> int:
@@ -104,7 +104,12 @@ def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resolve_default_data(settings: dict[str, Any]) -> None:
-    """The main job's data: MNIST when it can be found, else scikit-learn's digits (always there)."""
+    """The main job's data: MNIST when it can be found, else scikit-learn's digits (always there).
+
+    Digits are enlarged to 16x16 for it: at 8x8 DCGAN has a single strided stage on each side
+    and its samples stay blurry; at 16x16 the same 2,000 steps give clear digits (about 2.5
+    minutes on 2 CPU cores).
+    """
     if settings.get("data") not in (None, "auto"):
         return
     from ganforge.data import find_dataset
@@ -114,9 +119,12 @@ def _resolve_default_data(settings: dict[str, Any]) -> None:
         find_dataset("mnist", data_dir=settings.get("data_dir"))
         settings["data"] = "mnist"
     except DataNotFoundError:
-        print("MNIST not found (see `ganforge train --help` for where it is looked for); using scikit-learn's "
-              "digits", file=sys.stderr)
         settings["data"] = "digits"
+        if settings.get("model", "dcgan") == "dcgan":
+            settings.setdefault("image_size", 16)
+        print("MNIST not found (see `ganforge train --help` for where it is looked for); training on "
+              f"scikit-learn's digits at {settings.get('image_size') or 8}x{settings.get('image_size') or 8}",
+              file=sys.stderr)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

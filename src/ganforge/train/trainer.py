@@ -155,7 +155,7 @@ class Trainer:
         last_checkpoint: Path | None = None
         old_handlers = self._install_handlers()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step",
-                   dynamic_ncols=True, file=sys.stderr)
+                   dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
         collector = Collector(self.run.stats_path, tensorboard_dir=self.run.tensorboard)
         collector._start -= self.elapsed_before
         try:
