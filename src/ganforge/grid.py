@@ -48,3 +48,45 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> P
     pic.save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
+
+
+def save_scatter(
+    points: torch.Tensor,
+    path: str | os.PathLike,
+    reference: torch.Tensor | None = None,
+    size: int = 400,
+    extent: float | None = None,
+) -> Path:
+    """Save 2-D points as a PNG scatter plot (generated in red over ``reference`` in grey).
+
+    ``extent`` is the half-width of the square shown; by default it fits every point with a margin.
+    """
+    from PIL import ImageDraw
+
+    pts = points.detach().float().cpu().numpy()[:, :2]
+    ref = reference.detach().float().cpu().numpy()[:, :2] if reference is not None else None
+    if extent is None:
+        both = pts if ref is None else np.concatenate([pts, ref])
+        finite = both[np.isfinite(both).all(axis=1)]
+        extent = float(np.abs(finite).max()) * 1.1 if len(finite) else 1.0
+        extent = max(extent, 1e-6)
+    pic = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(pic)
+    centre = size / 2
+    draw.line([(0, centre), (size, centre)], fill=(225, 225, 225))
+    draw.line([(centre, 0), (centre, size)], fill=(225, 225, 225))
+
+    def plot(xy: np.ndarray, colour: tuple[int, int, int]) -> None:
+        for x, y in xy[np.isfinite(xy).all(axis=1)]:
+            u, v = centre + x / extent * centre, centre - y / extent * centre  # y axis points up
+            draw.rectangle([u - 1, v - 1, u + 1, v + 1], fill=colour)
+
+    if ref is not None:
+        plot(ref, (160, 160, 160))
+    plot(pts, (214, 39, 40))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pic.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

@@ -103,3 +103,13 @@ def _load_path(path: Path, text: str, split: str, size: tuple[int, int] | None) 
 register_dataset("digits", sources.load_digits)
 register_dataset("mnist", sources.load_mnist)
 register_dataset("fashion_mnist", sources.load_fashion_mnist)
+
+
+def _register_toy() -> None:
+    from ganforge.data.toy import MIXTURES, load_mixture
+
+    for name, mixture in MIXTURES.items():
+        register_dataset(name, lambda split, data_dir, m=mixture: load_mixture(m, split))  # type: ignore[misc]
+
+
+_register_toy()

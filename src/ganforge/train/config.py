@@ -53,11 +53,16 @@ class RunConfig:
     log_every: int = 50
     keep_checkpoints: int = 3
     progress: bool = True
+    # evaluation during training (0 = off): scores go to metrics.jsonl, the best checkpoint is kept by best_metric
+    eval_every: int = 0
+    eval_n: int = 2000
+    eval_metrics: list[str] = field(default_factory=lambda: ["fd"])
+    best_metric: str | None = None  # a metric name as written in metrics.jsonl, e.g. fd_mnist_cnn; default: the first
 
     # settings that may differ between the original run and a resumed one
     RESUMABLE_CHANGES = frozenset(
         {"steps", "epochs", "device", "threads", "sample_every", "checkpoint_every", "log_every",
-         "keep_checkpoints", "progress", "data_dir"}
+         "keep_checkpoints", "progress", "data_dir", "eval_every", "eval_n", "eval_metrics", "best_metric"}
     )
 
     def validate(self) -> None:
@@ -79,6 +84,8 @@ class RunConfig:
             raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
         if self.gp_weight < 0 or self.r1_weight < 0:
             raise ConfigError("--gp-weight and --r1-weight must be >= 0")
+        if self.eval_every < 0 or self.eval_n < 2:
+            raise ConfigError("--eval-every must be >= 0 and --eval-n at least 2")
         if self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.threads}")
 

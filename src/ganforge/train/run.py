@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ganforge import __version__
 from ganforge.data.spec import DataSpec
 from ganforge.errors import CheckpointError, ConfigError
-from ganforge.grid import save_grid
+from ganforge.grid import save_grid, save_scatter
 from ganforge.losses import get_loss
 from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
 from ganforge.train.config import RunConfig
@@ -123,10 +123,19 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
                    gp_weight=config.gp_weight, r1_weight=config.r1_weight, ema=ema)
     stream = BatchStream(data.images, labels, config.batch_size, config.seed, device)
 
-    z_grid, labels_grid, ncol = preview_batch(spec, generator.z_dim, config.seed, device)
+    if spec.kind == "image":
+        z_grid, labels_grid, ncol = preview_batch(spec, generator.z_dim, config.seed, device)
 
-    def preview(path: Path) -> None:
-        save_grid(generate(step.sampling_generator(), z_grid, labels_grid), path, nrow=ncol)
+        def preview(path: Path) -> None:
+            save_grid(generate(step.sampling_generator(), z_grid, labels_grid), path, nrow=ncol)
+    else:  # 2-D points: a scatter of 1000 fixed-noise samples over real ones
+        g_preview = torch.Generator().manual_seed(config.seed + 1)
+        z_points = torch.randn(1000, generator.z_dim, generator=g_preview).to(device)
+        labels_points = labels[:1000].to(device) if labels is not None else None
+        real_points = data.to_float()[:1000]
+
+        def preview(path: Path) -> None:
+            save_scatter(generate(step.sampling_generator(), z_points, labels_points), path, reference=real_points)
 
     # the quality score's own fixed inputs: never drawn from the training random streams
     g_eval = torch.Generator().manual_seed(config.seed + 2)
@@ -149,7 +158,8 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
     }
     if checkpoint is None:
         run.create(record)
-    trainer = Trainer(step, stream, run, config, total, preview=preview, score=score)
+    evaluator = _make_evaluator(config, run, step, device) if config.eval_every > 0 else None
+    trainer = Trainer(step, stream, run, config, total, preview=preview, score=score, evaluate=evaluator)
     if checkpoint is not None:
         trainer.restore(checkpoint)
         stored = run.read_config()
@@ -162,6 +172,38 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
               f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {device}"
               + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
     return trainer.fit()
+
+
+HIGHER_IS_BETTER = ("precision", "recall", "density", "coverage", "judge_accuracy", "cas", "modes_captured",
+                    "high_quality", "classes_covered", "stacked_modes")
+
+
+def _make_evaluator(config: RunConfig, run: RunDir, step: GANStep, device: torch.device):
+    """A callback scoring the sampling generator on a small fixed budget; returns the ranking value.
+
+    The extractor (e.g. the MNIST judge, trained and cached on first use) is prepared once. The value
+    returned is the best-metric's score, negated when higher is better, so lower always ranks first.
+    """
+    from ganforge.metrics.evaluate import make_extractor
+    from ganforge.train.evaluation import _dataset_key, evaluate_run
+
+    dataset = _dataset_key(config.data)
+    spec = DataSpec.from_dict(run.read_config()["spec"])
+    extractor = make_extractor(dataset, spec.kind, "auto", data_dir=config.data_dir, device=str(device),
+                               progress=config.progress)
+
+    def evaluate_now(at_step: int) -> float:
+        scores = evaluate_run(run.path, metrics=config.eval_metrics, n=config.eval_n, seed=config.seed,
+                              extractor=extractor, device=str(device), progress=False,
+                              generator_override=step.sampling_generator(), step=at_step)
+        by_name = {s.metric: s.value for s in scores}
+        name = config.best_metric or scores[0].metric
+        if name not in by_name:
+            raise ConfigError(f"--best-metric {name!r} is not among the evaluated scores: {', '.join(by_name)}")
+        value = by_name[name]
+        return -value if name.startswith(HIGHER_IS_BETTER) else value
+
+    return evaluate_now
 
 
 # --- loading a trained run ---------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class Trainer:
         total_steps: int,
         preview: Callable[[Path], None],
         score: Callable[[], float] | None = None,
+        evaluate: Callable[[int], float] | None = None,
     ):
         self.step_fn = step
         self.stream = stream
@@ -76,6 +77,7 @@ class Trainer:
         self.total_steps = total_steps
         self.preview = preview
         self.score = score
+        self.evaluate = evaluate  # scores the generator at this step; its value ranks checkpoints instead of score()
         self.step = 0
         self.elapsed_before = 0.0  # wall time of earlier sessions of this run
         self._signal: int | None = None
@@ -95,8 +97,9 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
-    def save(self) -> Path:
-        score = float(self.score()) if self.score is not None else None
+    def save(self, score: float | None = None) -> Path:
+        if score is None and self.evaluate is None and self.score is not None:
+            score = float(self.score())
         weights = {name: net.state_dict() for name, net in self.step_fn.networks().items()}
         path = save_checkpoint(self.run.checkpoints, self.step, weights, self.state(), score=score)
         prune_checkpoints(self.run.checkpoints, self.config.keep_checkpoints)
@@ -177,7 +180,11 @@ class Trainer:
                     if self.step % cfg.sample_every == 0 or done:
                         last_sample = self.run.samples / f"step_{self.step:06d}.png"
                         self.preview(last_sample)
-                    if self.step % cfg.checkpoint_every == 0 or done:
+                    if self.evaluate is not None and (self.step % cfg.eval_every == 0 or done):
+                        with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
+                            value = self.evaluate(self.step)
+                        last_checkpoint = self.save(score=value)
+                    elif self.step % cfg.checkpoint_every == 0 or done:
                         last_checkpoint = self.save()
                 if last_checkpoint is None:  # resumed at the end: nothing to do, but say where things are
                     ckpt = self.run.latest()
