@@ -3,7 +3,8 @@
 For each dataset and seed, the 28x28 DCGAN is trained twice from the same initial weights on
 the same training images: once with ganforge's GANStep (non-saturating loss, Adam 2e-4,
 betas (0.5, 0.999)), once with the pytorch/examples recipe (BCE, same optimiser), each until
-the same wall-clock budget runs out, in one process with the same threads. Both generators
+the same wall-clock budget runs out, in alternating 5-second slices (so load from other
+processes falls on both alike), in one process with the same threads. Both generators
 are then scored identically: 5,000 samples from the same seeded noise, against 5,000 images
 of the real test split, in the features of ganforge's domain judge (fd, kid, prdc, class
 coverage).
@@ -42,11 +43,20 @@ from plain_dcgan import PlainLoop  # noqa: E402
 METRICS = ["fd", "kid", "prdc", "modes"]
 
 
-def run_for(step_fn, budget: float) -> int:
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < budget:
-        step_fn()
-        steps += 1
+def run_interleaved(step_fns: dict, budget: float, slice_seconds: float = 5.0) -> dict[str, int]:
+    """Give each system ``budget`` seconds of training, in alternating slices, so that load from
+    other processes on a shared machine falls on both alike."""
+    spent = dict.fromkeys(step_fns, 0.0)
+    steps = dict.fromkeys(step_fns, 0)
+    while any(s < budget for s in spent.values()):
+        for name, fn in step_fns.items():
+            if spent[name] >= budget:
+                continue
+            start = time.perf_counter()
+            while time.perf_counter() - start < min(slice_seconds, budget - spent[name]):
+                fn()
+                steps[name] += 1
+            spent[name] += time.perf_counter() - start
     return steps
 
 
@@ -86,9 +96,10 @@ def main() -> None:
                 "ganforge": (lambda step=step, stream=stream: step([stream.next()]), generator),
                 "pytorch/examples": (plain.step, plain.netG),
             }
-            for name, (fn, g) in systems.items():
-                torch.manual_seed(seed)
-                n_steps = run_for(fn, args.budget)
+            torch.manual_seed(seed)
+            counts = run_interleaved({name: fn for name, (fn, _) in systems.items()}, args.budget)
+            for name, (_, g) in systems.items():
+                n_steps = counts[name]
                 z = torch.randn(args.n_eval, g.z_dim, generator=torch.Generator().manual_seed(1000 + seed))
                 fake = generate(g, z, None)
                 scores = evaluate(fake, real, dataset=dataset, reference=f"{dataset}:test", metrics=METRICS,

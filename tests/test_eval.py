@@ -20,6 +20,11 @@ def test_ring8_train_eval_and_metrics_file(tmp_path, capsys):
     assert {r["step"] for r in records} == {20, 40}
     assert {r["metric"] for r in records} == {"fd_identity", "modes_captured", "high_quality", "kl_modes"}
     assert all(r["protocol"]["n_fake"] == 500 and r["protocol"]["reference"] == "ring8:test" for r in records)
+    # checkpoints are ranked by the evaluated metric (fd_identity, the first one), not the pixel SWD
+    fd = {r["step"]: r["value"] for r in records if r["metric"] == "fd_identity"}
+    for step, value in fd.items():
+        meta = json.loads((out / "checkpoints" / f"step_{step:06d}" / "meta.json").read_text())
+        assert meta["score"] == pytest.approx(value)
     capsys.readouterr()
     assert main(["eval", str(out), "--n", "1000", "--metrics", "fd,kid,prdc,modes", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -113,3 +113,12 @@ def _register_toy() -> None:
 
 
 _register_toy()
+
+
+def _register_stacked() -> None:
+    from ganforge.data import stacked
+
+    stacked.register()
+
+
+_register_stacked()
