@@ -41,7 +41,11 @@ def make_grid(images: np.ndarray, nrow: int, padding: int = 2, min_cell: int = 3
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
     """Save (N, C, H, W) images in [-1, 1] as a PNG grid, written atomically."""
     grid = make_grid(to_uint8(images), nrow)
-    pic = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid[:, :, :3])
+    return _save_png(Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid[:, :, :3]), path)
+
+
+def _save_png(pic: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PNG atomically (temp file + rename): a reader never sees half a picture."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -84,9 +88,4 @@ def save_scatter(
     if ref is not None:
         plot(ref, (160, 160, 160))
     plot(pts, (214, 39, 40))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pic.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return _save_png(pic, path)

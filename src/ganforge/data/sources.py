@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import importlib.util
 import os
 import pickle
@@ -28,6 +27,7 @@ from ganforge.data.idx import read_idx
 from ganforge.data.images import ImageData, array_to_images, labels_to_tensor
 from ganforge.data.spec import DataSpec
 from ganforge.errors import ConfigError, DataNotFoundError, GanforgeError
+from ganforge.files import sha256_file as sha256_of
 
 DIGIT_NAMES: tuple[str, ...] = tuple(str(i) for i in range(10))
 FASHION_NAMES: tuple[str, ...] = (
@@ -310,15 +310,6 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, 
         )
     images = array_to_images(x, str(images_path))
     return images, labels_to_tensor(y, len(images), str(labels_path))
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_mnist_pickle(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:

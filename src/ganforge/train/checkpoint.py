@@ -14,7 +14,6 @@ hashes, is reported as corrupt instead of being loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,18 +26,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ganforge.errors import CheckpointError
+from ganforge.files import sha256_file
 
 _STEP_DIR = re.compile(r"^step_(\d{6,})$")
 STATE_FILE = "training_state.pt"
 META_FILE = "meta.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -85,9 +77,9 @@ def save_checkpoint(
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
         fname = f"{name}.safetensors"
         save_file(tensors, str(tmp / fname))
-        files[fname] = _sha256(tmp / fname)
+        files[fname] = sha256_file(tmp / fname)
     torch.save(state, tmp / STATE_FILE)
-    files[STATE_FILE] = _sha256(tmp / STATE_FILE)
+    files[STATE_FILE] = sha256_file(tmp / STATE_FILE)
     meta = {"step": int(step), "score": score, "files": files, "format": 1}
     with open(tmp / META_FILE, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
@@ -153,7 +145,7 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         f = path / fname
         if not f.is_file():
             raise CheckpointError(f"checkpoint {path} is missing {fname}; delete it or pick another checkpoint")
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise CheckpointError(
                 f"checkpoint {path} is corrupt or truncated ({fname} does not match its recorded sha256). "
                 "Delete it to fall back to an earlier one, or pass --resume PATH."
