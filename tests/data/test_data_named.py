@@ -323,7 +323,8 @@ def test_unknown_name_lists_known_names() -> None:
         load("foo")
     message = str(info.value)
     assert message.startswith("unknown dataset 'foo': known names are ")
-    assert "digits, fashion_mnist, grid25, mnist, ring8, stacked_mnist" in message and "image folder, .npy or .npz" in message
+    assert "digits, fashion_mnist, grid25, mnist, ring8, stacked_mnist" in message
+    assert "image folder, .npy or .npz" in message
 
 
 def test_missing_path_says_so(tmp_path: Path) -> None:
