@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import statistics
@@ -134,6 +135,7 @@ def main() -> None:
             lines.append(f"| {dataset} | {system} | " + " | ".join(cells) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
+    Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))  # per-seed rows, for merging runs
     print("\n".join(lines))
 
 
