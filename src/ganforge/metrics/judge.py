@@ -39,7 +39,10 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ganforge.data.images import ImageData
+from ganforge.data.registry import load
+from ganforge.data.sources import user_cache_dir
 from ganforge.errors import ConfigError, GanforgeError
+from ganforge.files import sha256_file
 
 # Bump whenever the architecture or the training recipe changes: it is part of the cache key,
 # so old judges are retrained instead of being mistaken for new ones.
@@ -497,14 +500,6 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "data"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_judge(judge: Judge, folder: Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``judge`` to ``folder`` (judge.safetensors + judge.json) atomically.
 
@@ -574,7 +569,7 @@ def load_judge(folder: str | os.PathLike[str], *, device: str = "cpu", key: str 
     if key is not None and meta.get("key") != key:
         raise GanforgeError(f"judge {folder} was trained for another cache key (data, recipe or seed differ)")
     try:
-        actual = _sha256_file(weights_path)
+        actual = sha256_file(weights_path)
     except OSError as exc:
         raise GanforgeError(f"judge {folder}: cannot read {WEIGHTS_FILE}: {exc}") from None
     if actual != meta["weights_sha256"]:
@@ -597,8 +592,6 @@ def judges_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where judges are cached: ``cache_dir``, else ``user_cache_dir() / "judges"``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    from ganforge.data.sources import user_cache_dir
-
     return user_cache_dir() / "judges"
 
 
@@ -619,8 +612,6 @@ def get_judge(
     A missing or corrupt cache entry is (re)trained and written atomically, unless
     ``train_if_missing=False``, in which case ``GanforgeError`` is raised.
     """
-    from ganforge.data.registry import load  # late: the data registry may import metrics helpers
-
     train = load(dataset, "train", data_dir)
     test = load(dataset, "test", data_dir)
     name = _safe_name(train.spec.name or str(dataset))
@@ -647,4 +638,3 @@ def get_judge(
     judge.dataset, judge.name = name, f"{name}_cnn"
     save_judge(judge, folder, extra={"key": key, **hashes})
     return judge
-
