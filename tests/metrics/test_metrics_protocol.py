@@ -32,3 +32,25 @@ def test_table_separates_protocols():
     mixed = format_table([Score("fd_mnist_cnn", 1.0, _protocol()), Score("fd_mnist_cnn", 3.0, _protocol(n_fake=50))])
     assert "protocol 1 of 2" in mixed and "protocol 2 of 2" in mixed
     assert "comparable only with each other" in mixed
+
+
+def test_extractor_internal_resize_is_stamped():
+    """An extractor that resizes inside (InceptionV3) must say so in the protocol, not 'none'."""
+    import numpy as np
+    import torch
+
+    from ganforge.metrics.evaluate import evaluate
+
+    class Resizing:
+        name, weights_hash, input_shape = "fake_inception", "", None
+
+        def features(self, x):
+            return x.flatten(1).numpy().astype(np.float64)
+
+        def protocol(self):
+            return {"resize": "bilinear to 299x299"}
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(50, 1, 2, 2, generator=g), torch.rand(50, 1, 2, 2, generator=g)
+    (score,) = evaluate(fake, real, dataset="x", reference="x:test", metrics=["fd"], extractor=(Resizing(), None))
+    assert score.protocol.resize == "bilinear to 299x299"

@@ -241,6 +241,8 @@ def evaluate(
     real, resize_real = _fit_to(real, getattr(ext, "input_shape", None))
     if resize_real != "none":
         resize = f"fake {resize}; real {resize_real}"
+    if resize == "none" and getattr(ext, "input_shape", None) is None and hasattr(ext, "protocol"):
+        resize = str(ext.protocol().get("resize", "none"))  # e.g. InceptionV3 resizes to 299x299 inside
     protocol = Protocol(extractor=ext.name, extractor_hash=getattr(ext, "weights_hash", ""), n_real=int(real.shape[0]),
                         n_fake=int(fake.shape[0]), reference=reference, resize=resize, seed=seed)
     ctx = Context(real=real, fake=fake, real_labels=real_labels, fake_labels=fake_labels, dataset=dataset,
