@@ -5,7 +5,7 @@ Downloading is a separate, explicit step (``python -m ganforge.data.download NAM
 """
 
 from ganforge.data.idx import read_idx, write_idx
-from ganforge.data.images import ImageData, array_to_images, parse_size, resize_images
+from ganforge.data.images import ImageData, array_to_images, parse_size, resize_images, to_model_range
 from ganforge.data.registry import available_datasets, canonical_name, load, register_dataset
 from ganforge.data.sources import find_dataset, search_places, user_cache_dir
 from ganforge.data.spec import DataSpec
@@ -23,6 +23,7 @@ __all__ = [
     "register_dataset",
     "resize_images",
     "search_places",
+    "to_model_range",
     "user_cache_dir",
     "write_idx",
 ]

@@ -72,7 +72,7 @@ class ImageData:
 
     def to_float(self) -> torch.Tensor:
         """Images as float32 in [-1, 1] (``x / 127.5 - 1``), the range a tanh generator produces."""
-        return self.images.to(torch.float32) / 127.5 - 1.0
+        return to_model_range(self.images)
 
     def resized(self, size: int | tuple[int, int]) -> ImageData:
         """A copy with every image resized to ``size`` (``int`` or ``(height, width)``) by Lanczos."""
@@ -83,6 +83,15 @@ class ImageData:
         images = resize_images(self.images, (height, width))
         spec = replace(self.spec, shape=(self.spec.channels, height, width))
         return ImageData(images=images, labels=self.labels, spec=spec, source=self.source)
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels → float32 in [-1, 1] (``x / 127.5 - 1``); float tensors (already model values) pass as float32.
+
+    Index before converting (``to_model_range(images[idx])``): converting a whole dataset first
+    costs four times its memory for nothing.
+    """
+    return x.to(torch.float32) / 127.5 - 1.0 if x.dtype == torch.uint8 else x.to(torch.float32)
 
 
 def parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:

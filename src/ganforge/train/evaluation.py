@@ -26,7 +26,7 @@ def load_reference(dataset: str, split: str, n: int, seed: int, data_dir: str | 
 
     Falls back to the training split for data that has no test split (image folders, arrays).
     """
-    from ganforge.data import load
+    from ganforge.data import load, to_model_range
 
     try:
         data = load(dataset, split=split, data_dir=data_dir)
@@ -37,7 +37,7 @@ def load_reference(dataset: str, split: str, n: int, seed: int, data_dir: str | 
         split = "train"
     g = torch.Generator().manual_seed(seed + 12345)
     idx = torch.randperm(len(data), generator=g)[: min(n, len(data))]
-    real = data.to_float()[idx]
+    real = to_model_range(data.images[idx])
     labels = data.labels[idx] if data.labels is not None else None
     return real, labels, split, data.spec.kind
 
@@ -117,6 +117,8 @@ def load_samples(path: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
     """Samples from ``ganforge sample`` output (.npz with x[, y], or .npy), as floats (images in [-1, 1])."""
     import numpy as np
 
+    from ganforge.data import to_model_range
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--fake {p}: no such file")
@@ -132,10 +134,7 @@ def load_samples(path: str | os.PathLike) -> tuple[Tensor, Tensor | None]:
             raise ConfigError(f"--fake {p}: expected an array 'x' (and optionally 'y'), found {found}")
         x, y = arrays["x"], (arrays["y"] if "y" in arrays.files else None)
     t = torch.from_numpy(np.ascontiguousarray(x))
-    if t.dtype == torch.uint8:
-        t = t.float() / 127.5 - 1
-    else:
-        t = t.float()
+    t = to_model_range(t)
     return t, (torch.from_numpy(np.asarray(y)).long() if y is not None else None)
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge import __version__
+from ganforge.data.images import to_model_range
 from ganforge.data.spec import DataSpec
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid, save_scatter
@@ -132,7 +133,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
         g_preview = torch.Generator().manual_seed(config.seed + 1)
         z_points = torch.randn(1000, generator.z_dim, generator=g_preview).to(device)
         labels_points = labels[:1000].to(device) if labels is not None else None
-        real_points = data.to_float()[:1000]
+        real_points = to_model_range(data.images[:1000])
 
         def preview(path: Path) -> None:
             save_scatter(generate(step.sampling_generator(), z_points, labels_points), path, reference=real_points)
@@ -141,7 +142,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
     g_eval = torch.Generator().manual_seed(config.seed + 2)
     n_score = min(N_SCORE, len(data))
     ref_idx = torch.randperm(len(data), generator=g_eval)[:n_score]
-    reference = data.to_float()[ref_idx]
+    reference = to_model_range(data.images[ref_idx])
     z_score = torch.randn(n_score, generator.z_dim, generator=g_eval).to(device)
     labels_score = labels[ref_idx].to(device) if labels is not None else None
 

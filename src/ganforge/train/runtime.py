@@ -7,6 +7,7 @@ import os
 import torch
 from torch import Tensor
 
+from ganforge.data.images import to_model_range
 from ganforge.errors import ConfigError
 
 
@@ -85,7 +86,6 @@ class BatchStream:
         epoch, i = divmod(self.position, self.per_epoch)
         idx = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         self.position += 1
-        x = self.images[idx]
-        x = x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x  # uint8 → [-1, 1]
+        x = to_model_range(self.images[idx])  # uint8 → [-1, 1]
         y = self.labels[idx] if self.labels is not None else None
         return x, y
