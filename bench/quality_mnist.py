@@ -108,6 +108,9 @@ def main() -> None:
                 values = {s.metric.replace(f"_{judge.name}", ""): s.value for s in scores}
                 row = {"dataset": dataset, "system": name, "seed": seed, "steps": n_steps, **values}
                 rows.append(row)
+                # per-seed rows, written as they come so that an interrupted run still leaves its results
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1))
                 print(f"  seed {seed} {name:17s} {n_steps:5d} steps  fd {values['fd']:.3f}  kid {values['kid']:.4f}  "
                       f"precision {values['precision']:.3f}  recall {values['recall']:.3f}  "
                       f"coverage {values['coverage']:.3f}  classes {values['classes_covered']:.0f}", flush=True)

@@ -130,8 +130,30 @@ def test_sigint_writes_checkpoint_and_resume_continues(tmp_path):
     assert (out / "checkpoints" / f"step_{step + 2:06d}").exists()
 
 
+def test_doctor_and_report_commands(tmp_path, capsys):
+    """A run with a frozen D (its learning rate 1e-12): training writes doctor.jsonl and report.html live;
+    `ganforge doctor` replays the stats and names the problem; `ganforge report` rewrites the page."""
+    out = tmp_path / "run"
+    assert run_cli("train", "--data", "ring8", "--model", "mlp", "--model-opt", "hidden_g=[32,32]",
+                   "--model-opt", "hidden_d=[32,32]", "--model-opt", "z_dim=4", "--lr-d", 1e-12, "--steps", 600,
+                   "--log-every", 20, "--sample-every", 300, "--out", out, "--no-progress") == 0
+    assert (out / "report.html").is_file() and (out / "doctor.jsonl").is_file()
+    capsys.readouterr()
+    assert run_cli("doctor", out, "--json") == 0
+    found = json.loads(capsys.readouterr().out)
+    codes = {f["code"] for f in found["findings"]}
+    assert "discriminator_not_learning" in codes, codes
+    assert run_cli("doctor", out, "--strict") == 1  # a warning
+    assert "discriminator_not_learning" in capsys.readouterr().out
+    (out / "report.html").unlink()
+    assert run_cli("report", out, "--out", tmp_path / "r.html") == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "discriminator_not_learning" in html and "<svg" in html
+    assert "not a ganforge run directory" in _error(capsys, "doctor", tmp_path / "nothing")
+
+
 def test_help_for_every_subcommand(capsys):
-    for sub in ("train", "sample", "info"):
+    for sub in ("train", "sample", "info", "eval", "doctor", "report"):
         with pytest.raises(SystemExit) as e:
             main([sub, "--help"])
         assert e.value.code == 0

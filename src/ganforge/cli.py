@@ -58,6 +58,27 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gp-weight", type=float, help="WGAN-GP gradient penalty weight (default 0)")
     g.add_argument("--r1-weight", type=float, help="R1 penalty gamma (default 0)")
     g.add_argument("--ema", type=float, help="generator EMA decay, e.g. 0.999 (default 0 = off)")
+    g.add_argument("--preset", help="a named starting point under --config and flags: robust (spectral norm, "
+                   "R1 0.1, EMA; see docs/stabilisers.md), ttur (lr_g 1e-4, lr_d 4e-4, betas (0, 0.9)), dcgan")
+    g = p.add_argument_group("stabilisers (see docs/stabilisers.md)")
+    g.add_argument("--spectral-norm", action="store_const", const=True, help="spectral normalisation in D")
+    g.add_argument("--minibatch-std", action="store_const", const=True, help="minibatch standard deviation in D")
+    g.add_argument("--pack", type=_positive_int, help="PacGAN: D judges K samples at once (2-4 against collapse)")
+    g.add_argument("--diffaugment", metavar="POLICY", help="DiffAugment on D's inputs, e.g. color,translation,cutout")
+    g.add_argument("--instance-noise", type=float, metavar="SIGMA",
+                   help="Gaussian noise of std SIGMA on D's inputs, real and fake (e.g. 0.1)")
+    g.add_argument("--instance-noise-steps", type=int, metavar="N",
+                   help="anneal the instance noise linearly to 0 over the first N steps (default 0: constant)")
+    g.add_argument("--label-smoothing", type=float, help="one-sided: D's target for real is 1 - this (e.g. 0.1)")
+    g = p.add_argument_group("the doctor (see `ganforge doctor`)")
+    g.add_argument("--no-doctor", dest="doctor", action="store_const", const=False,
+                   help="do not run the doctor during training")
+    g.add_argument("--stop-at-equilibrium", action="store_const", const=True,
+                   help="stop once D is fooled about half the time and sample quality has stopped improving")
+    g.add_argument("--auto-remedy", action="store_const", const=True,
+                   help="let the doctor roll back and switch on stabilisers when training fails (doctor.jsonl)")
+    g.add_argument("--no-report", dest="report", action="store_const", const=False,
+                   help="do not write report.html at the end of training")
     g = p.add_argument_group("length")
     g.add_argument("--steps", type=_positive_int, help="total training steps (a resumed run stops at the same step)")
     g.add_argument("--epochs", type=float, help="total passes over the data, instead of --steps")
@@ -90,7 +111,11 @@ _FLAG_TO_FIELD = {
     "batch_size": "batch_size", "seed": "seed", "device": "device", "threads": "threads",
     "sample_every": "sample_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
     "keep_checkpoints": "keep_checkpoints", "progress": "progress", "eval_every": "eval_every", "eval_n": "eval_n",
-    "best_metric": "best_metric",
+    "best_metric": "best_metric", "spectral_norm": "spectral_norm", "minibatch_std": "minibatch_std", "pack": "pack",
+    "diffaugment": "diffaugment", "instance_noise": "instance_noise",
+    "instance_noise_steps": "instance_noise_steps", "label_smoothing": "label_smoothing",
+    "doctor": "doctor", "stop_at_equilibrium": "stop_at_equilibrium", "auto_remedy": "auto_remedy",
+    "report": "report",
 }
 
 
@@ -145,6 +170,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     explicit = _explicit_settings(args)
     file_settings = load_toml(args.config) if args.config else {}
+    preset = args.preset or file_settings.get("preset")
+    if preset and args.resume is None:  # layering: defaults < preset < TOML < flags
+        from ganforge.train.config import preset_settings
+
+        file_settings = {**preset_settings(preset), **file_settings}
     if args.resume is not None:
         if not args.out:
             raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
@@ -175,6 +205,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = Path(str(config.data)).stem if os.sep in str(config.data) else config.data
         out = args.out or os.path.join("runs", f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     result = train(config, out, resume=args.resume)
+    if result.stopped:
+        print(f"stopped early: {result.stopped}")
     s = result.stats
     summary = ", ".join(f"{k} {s[k]:.3f}" for k in ("Loss/D", "Loss/G", "D/real", "D/fake") if k in s)
     print(f"done: {result.step} steps in {result.seconds:.1f} s ({summary})")
@@ -284,6 +316,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Replay a run's stats through the doctor; print findings (and the actions taken during training)."""
+    from ganforge.monitor.doctor import diagnose, format_findings, read_doctor_log
+    from ganforge.train.rundir import RunDir
+
+    RunDir(args.run_dir).read_config()  # a clear error when it is not a run directory
+    findings = diagnose(args.run_dir)
+    actions = [r for r in read_doctor_log(args.run_dir) if r.get("kind") == "action"]
+    if args.json:
+        print(json.dumps({"findings": [f.to_dict() for f in findings], "actions": actions}, indent=2))
+    else:
+        print(format_findings(findings) if findings else "no findings: the stats stream shows no known problem")
+        for a in actions:
+            print(f"action at step {a.get('step')} because of {a.get('because')}: {a.get('action')} "
+                  f"{json.dumps(a.get('detail', {}))}")
+    worst = {"error": 3, "warning": 1}
+    return max([worst.get(f.severity, 0) for f in findings if args.strict] + [0])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ganforge.report import write_report
+    from ganforge.train.rundir import RunDir
+
+    RunDir(args.run_dir).read_config()
+    path = write_report(args.run_dir, out=args.out)
+    print(f"report: {path}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(Path(path).resolve().as_uri())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganforge", description="Train, sample and inspect generative adversarial networks.")
@@ -328,6 +393,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device for sampling and features (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("doctor", help="diagnose a run: convergence failure, mode collapse, divergence, ...",
+                       description="Replay RUN_DIR/stats.jsonl (and metrics.jsonl) through the doctor and say what "
+                       "went wrong, when it began, the evidence and what to do. The same doctor runs during training "
+                       "and writes doctor.jsonl.")
+    p.add_argument("run_dir", help="a run directory written by `ganforge train`")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings and 3 on errors (for scripts and CI)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run (report.html)",
+                       description="Sample grids over time, loss, D(x)/D(G(z)), accuracy and gradient-norm curves, "
+                       "doctor findings on the timeline, and metrics with their protocol, in one HTML file that "
+                       "needs no network to view.")
+    p.add_argument("run_dir", help="a run directory written by `ganforge train`")
+    p.add_argument("--out", help="where to write it (default RUN_DIR/report.html)")
+    p.add_argument("--open", action="store_true", help="open it in the default browser")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("info", help="show a run's configuration, latest stats and checkpoints")
     p.add_argument("run_dir", help="a run directory written by `ganforge train`")

@@ -103,6 +103,39 @@ def get_loss(name: str) -> GANLoss:
     return LOSSES[key]
 
 
+def smooth_real_labels(loss: GANLoss, smoothing: float) -> GANLoss:
+    """One-sided label smoothing (Salimans et al. 2016): D's target for real data is ``1 - smoothing``.
+
+    Only the real side is smoothed (smoothing the fake side rewards G for staying where it is).
+    Defined for the losses with targets: minimax / non-saturating (binary cross-entropy against
+    ``1 - s``) and LSGAN (squared error to ``1 - s``); hinge and Wasserstein have no target to smooth.
+    """
+    if smoothing == 0:
+        return loss
+    if not 0 < smoothing < 0.5:
+        from ganforge.errors import ConfigError
+
+        raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {smoothing} (0.1 is usual)")
+    s = float(smoothing)
+    if loss.name in ("minimax", "non_saturating"):
+
+        def discriminator(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+            bce_real = (1 - s) * F.softplus(-real_logits) + s * F.softplus(real_logits)
+            return bce_real.mean() + F.softplus(fake_logits).mean()
+
+    elif loss.name == "lsgan":
+
+        def discriminator(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+            return 0.5 * ((real_logits - (1 - s)).pow(2).mean() + fake_logits.pow(2).mean())
+
+    else:
+        from ganforge.errors import ConfigError
+
+        raise ConfigError(f"--label-smoothing needs a loss with targets (non_saturating, minimax, lsgan); "
+                          f"{loss.name} has none: use --instance-noise or --r1-weight instead")
+    return GANLoss(loss.name, discriminator, loss.generator)
+
+
 # --- regularisers ----------------------------------------------------------------------------------------
 def gradient_penalty(discriminator: torch.nn.Module, real: Tensor, fake: Tensor, **cond: Tensor | None) -> Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂."""

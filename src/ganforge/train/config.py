@@ -40,6 +40,15 @@ class RunConfig:
     gp_weight: float = 0.0  # WGAN-GP gradient penalty weight (10 is usual with --loss wasserstein)
     r1_weight: float = 0.0  # R1 penalty γ
     ema: float = 0.0  # generator EMA decay (0 = off; 0.999 is usual)
+    # stabilisers (see ganforge.train.gan_step and docs/stabilisers.md)
+    spectral_norm: bool = False  # spectral normalisation of every D weight
+    minibatch_std: bool = False  # minibatch standard deviation feature in D
+    pack: int = 1  # PacGAN: D judges this many samples at once (2-4 fights mode collapse)
+    diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" (images only)
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs
+    instance_noise_steps: int = 0  # anneal that noise linearly to 0 over this many steps (0 = keep it constant)
+    label_smoothing: float = 0.0  # one-sided: D's target for real data is 1 - this
+    preset: str | None = None  # the preset these settings started from (recorded; see PRESETS)
     # length and batching
     steps: int | None = None
     epochs: float | None = None
@@ -58,11 +67,17 @@ class RunConfig:
     eval_n: int = 2000
     eval_metrics: list[str] = field(default_factory=lambda: ["fd"])
     best_metric: str | None = None  # a metric name as written in metrics.jsonl, e.g. fd_mnist_cnn; default: the first
+    # the doctor (ganforge.monitor.doctor) watches the stats stream and writes doctor.jsonl
+    doctor: bool = True
+    stop_at_equilibrium: bool = False  # end training once the doctor sees a healthy equilibrium
+    auto_remedy: bool = False  # let the doctor roll back and switch on stabilisers when training fails
+    report: bool = True  # write report.html at the end of training
 
     # settings that may differ between the original run and a resumed one
     RESUMABLE_CHANGES = frozenset(
         {"steps", "epochs", "device", "threads", "sample_every", "checkpoint_every", "log_every",
-         "keep_checkpoints", "progress", "data_dir", "eval_every", "eval_n", "eval_metrics", "best_metric"}
+         "keep_checkpoints", "progress", "data_dir", "eval_every", "eval_n", "eval_metrics", "best_metric",
+         "doctor", "stop_at_equilibrium", "auto_remedy", "report"}
     )
 
     def validate(self) -> None:
@@ -86,8 +101,34 @@ class RunConfig:
             raise ConfigError("--gp-weight and --r1-weight must be >= 0")
         if self.eval_every < 0 or self.eval_n < 2:
             raise ConfigError("--eval-every must be >= 0 and --eval-n at least 2")
+        if not isinstance(self.pack, int) or self.pack < 1:
+            raise ConfigError(f"--pack must be a positive integer (1 = off, 2-4 usual), got {self.pack!r}")
+        if self.pack > 1 and self.conditional:
+            raise ConfigError("--pack does not combine with --conditional (a packed D judges several samples, "
+                              "which may have different labels); use --minibatch-std against collapse instead")
+        if self.pack > 1 and self.batch_size % self.pack:
+            raise ConfigError(f"--pack {self.pack} needs --batch-size divisible by it, got {self.batch_size}")
+        if not isinstance(self.instance_noise_steps, int) or self.instance_noise_steps < 0:
+            raise ConfigError(f"--instance-noise-steps must be an integer >= 0, got {self.instance_noise_steps!r}")
+        if self.instance_noise < 0:
+            raise ConfigError(f"--instance-noise is a standard deviation >= 0, got {self.instance_noise}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        from ganforge.train.augment import parse_policy
+
+        parse_policy(self.diffaugment)
+        if self.auto_remedy and not self.doctor:
+            raise ConfigError("--auto-remedy needs the doctor; drop --no-doctor")
         if self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.threads}")
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The network family's settings: ``model_config`` plus the stabilisers that live in the networks."""
+        overrides = dict(self.model_config)
+        for key in ("spectral_norm", "minibatch_std"):
+            if getattr(self, key):
+                overrides[key] = True
+        return overrides
 
     def total_steps(self, n_examples: int) -> int:
         """The total number of steps of the run (``--epochs`` counts passes over the data)."""
@@ -116,6 +157,23 @@ class RunConfig:
 
     def merged(self, overrides: dict[str, Any]) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **overrides})
+
+
+# Named starting points. Each is a set of RunConfig fields applied under TOML files and flags;
+# the evidence behind "robust" is in docs/stabilisers.md (bench/sensitivity.py, bench/modes.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "dcgan": {},  # the pytorch/examples recipe: non-saturating BCE, Adam 2e-4, betas (0.5, 0.999)
+    "ttur": {"lr_g": 1e-4, "lr_d": 4e-4, "betas": (0.0, 0.9)},  # two time-scale update rule (Heusel et al.)
+    "robust": {"spectral_norm": True, "ema": 0.999, "r1_weight": 0.1, "lr_g": 2e-4, "lr_d": 2e-4,
+               "betas": (0.5, 0.999)},
+}
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """The settings of preset ``name`` (with ``preset`` itself recorded), or a ConfigError naming the presets."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown --preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return {**PRESETS[name], "preset": name}
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:

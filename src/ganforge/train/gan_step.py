@@ -12,8 +12,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ganforge.losses import GANLoss, gradient_penalty, r1_penalty
+from ganforge.errors import ConfigError
+from ganforge.losses import GANLoss, gradient_penalty, r1_penalty, smooth_real_labels
 from ganforge.monitor import report
+from ganforge.train.augment import diff_augment, parse_policy
 from ganforge.train.ema import EMA
 
 Batch = tuple[Tensor, Tensor | None]  # (images in [-1, 1], labels or None)
@@ -32,6 +34,17 @@ class GANStep:
     The fake batch of the last D update is reused for the G update (as in the reference
     DCGAN recipe), so G runs forward once per step. D's parameters are frozen during the
     G phase, so no gradient is computed for weights that will not be stepped.
+
+    Stabilisers that act on what D sees, all applied identically to real and generated data
+    and in both phases (so G is trained through them): DiffAugment (``augment``), instance
+    noise (``instance_noise``: Gaussian noise of std σ, constant, or annealed linearly to 0 over
+    ``instance_noise_steps`` steps from ``instance_noise_start``; the trainer sets ``iteration``,
+    and the schedule depends on step numbers only, so a resumed or extended run is unchanged), and
+    packing (``pack``: PacGAN, D judges ``pack`` samples at once, concatenated along channels; D
+    must be built for ``pack`` times the channels). One-sided label smoothing changes D's loss.
+    The tunable ones (everything but ``pack``) may be changed during a run by the doctor's
+    automatic remedies; `settings()` gives them to the checkpoint so a resumed run continues
+    with them.
     """
 
     def __init__(
@@ -47,6 +60,11 @@ class GANStep:
         gp_weight: float = 0.0,
         r1_weight: float = 0.0,
         ema: EMA | None = None,
+        augment: str | tuple[str, ...] = (),
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 0,
+        label_smoothing: float = 0.0,
+        pack: int = 1,
     ):
         self.generator = generator
         self.discriminator = discriminator
@@ -58,7 +76,76 @@ class GANStep:
         self.gp_weight = gp_weight
         self.r1_weight = r1_weight
         self.ema = ema
+        if pack < 1:
+            raise ConfigError(f"--pack must be >= 1, got {pack}")
+        self.pack = pack
+        self.base_loss = loss
+        self.augment = parse_policy(augment)
+        self.instance_noise = float(instance_noise)
+        self.instance_noise_steps = int(instance_noise_steps)
+        self.instance_noise_start = 0
+        self.label_smoothing = float(label_smoothing)
+        self.iteration = 0  # the number of steps done before this one, set by the trainer
         self.measure = True  # the trainer turns the costlier statistics on only on logged steps
+
+    # --- stabilisers that may change during a run ------------------------------------------------------
+    TUNABLE = ("augment", "instance_noise", "instance_noise_steps", "instance_noise_start", "label_smoothing",
+               "r1_weight", "gp_weight")
+
+    @property
+    def label_smoothing(self) -> float:
+        return self._label_smoothing
+
+    @label_smoothing.setter
+    def label_smoothing(self, value: float) -> None:
+        self.loss = smooth_real_labels(self.base_loss, value)  # refuses losses without targets
+        self._label_smoothing = float(value)
+
+    def settings(self) -> dict:
+        """The tunable stabilisers' current values (JSON-safe), for checkpoints and the doctor's log."""
+        return {"augment": list(self.augment), "instance_noise": self.instance_noise,
+                "instance_noise_steps": self.instance_noise_steps, "instance_noise_start": self.instance_noise_start,
+                "label_smoothing": self.label_smoothing, "r1_weight": self.r1_weight, "gp_weight": self.gp_weight}
+
+    def load_settings(self, settings: dict) -> None:
+        unknown = set(settings) - set(self.TUNABLE)
+        if unknown:
+            raise ConfigError(f"unknown step setting(s) {', '.join(sorted(unknown))}")
+        for key, value in settings.items():
+            if key == "augment":
+                value = parse_policy(value)
+            elif key in ("instance_noise_steps", "instance_noise_start"):
+                value = int(value)
+            else:
+                value = float(value)
+            setattr(self, key, value)
+
+    def noise_std(self) -> float:
+        """The instance noise's std at this step."""
+        if self.instance_noise <= 0:
+            return 0.0
+        if self.instance_noise_steps <= 0:
+            return self.instance_noise
+        done = (self.iteration - self.instance_noise_start) / self.instance_noise_steps
+        return self.instance_noise * min(1.0, max(0.0, 1.0 - done))
+
+    def d_input(self, x: Tensor) -> Tensor:
+        """What D sees of a batch: augmented, noised and packed as configured."""
+        if self.augment:
+            x = diff_augment(x, self.augment)
+        sigma = self.noise_std()
+        if sigma > 0:
+            x = x + sigma * torch.randn_like(x)
+        if self.pack > 1:
+            b = x.shape[0]
+            if b % self.pack:
+                raise ConfigError(f"--pack {self.pack} needs a batch size divisible by it, got a batch of {b}")
+            # (B, C, ...) -> (B/pack, pack*C, ...): consecutive samples side by side along channels
+            x = x.reshape(b // self.pack, self.pack * x.shape[1], *x.shape[2:])
+        return x
+
+    def d_forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.discriminator(self.d_input(x), labels)
 
     def sample_z(self, n: int, device: torch.device) -> Tensor:
         return torch.randn(n, self.generator.z_dim, device=device, generator=self.noise)
@@ -71,15 +158,15 @@ class GANStep:
         for real, labels in batches:
             z = self.sample_z(real.shape[0], real.device)
             fake = G(z, labels)  # (B, *shape), graph kept for the G phase
-            real_logits = D(real, labels)
-            fake_logits = D(fake.detach(), labels)
+            real_logits = self.d_forward(real, labels)
+            fake_logits = self.d_forward(fake.detach(), labels)
             loss_d = self.loss.discriminator(real_logits, fake_logits)
             if self.gp_weight:
-                gp = gradient_penalty(D, real, fake, labels=labels)
+                gp = gradient_penalty(self.d_forward, real, fake, labels=labels)
                 report("Loss/D/gp", gp)
                 loss_d = loss_d + self.gp_weight * gp
             if self.r1_weight:
-                r1 = r1_penalty(D, real, labels=labels)
+                r1 = r1_penalty(self.d_forward, real, labels=labels)
                 report("Loss/D/r1", r1)
                 loss_d = loss_d + 0.5 * self.r1_weight * r1
             self.opt_d.zero_grad(set_to_none=True)
@@ -89,7 +176,7 @@ class GANStep:
             self.opt_d.step()
         # 2. generator phase, on the last fake batch, against the updated D
         D.requires_grad_(False)
-        fake_logits_g = D(fake, labels)
+        fake_logits_g = self.d_forward(fake, labels)
         loss_g = self.loss.generator(fake_logits_g)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

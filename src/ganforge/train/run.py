@@ -24,6 +24,7 @@ from ganforge.data.spec import DataSpec
 from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid, save_scatter
 from ganforge.losses import get_loss
+from ganforge.monitor import report
 from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
 from ganforge.train.config import RunConfig
 from ganforge.train.ema import EMA
@@ -31,9 +32,16 @@ from ganforge.train.gan_step import GANStep
 from ganforge.train.quality import sliced_wasserstein
 from ganforge.train.rundir import RunDir
 from ganforge.train.runtime import BatchStream, configure_threads, resolve_device
-from ganforge.train.trainer import Trainer, TrainResult
+from ganforge.train.trainer import Callback, Trainer, TrainResult
 
 N_SCORE = 512  # samples used for the checkpoint quality score
+N_PROBE = 256  # samples of the doctor's probes (diversity, swd) at each logged step
+
+
+def mean_pairwise_distance(x: Tensor) -> float:
+    """Mean L2 distance between distinct samples of a batch (flattened): the spread a collapse shrinks."""
+    flat = x.detach().float().flatten(1).cpu()
+    return float(torch.pdist(flat).mean()) if flat.shape[0] > 1 else 0.0
 
 
 def _model_spec(spec: DataSpec, conditional: bool) -> DataSpec:
@@ -50,7 +58,12 @@ def build_networks(config: RunConfig, spec: DataSpec) -> tuple[nn.Module, nn.Mod
     from ganforge.nets import build
 
     torch.manual_seed(config.seed)
-    return build(config.model, _model_spec(spec, config.conditional), **config.model_config)
+    model_spec = _model_spec(spec, config.conditional)
+    generator, discriminator = build(config.model, model_spec, **config.model_overrides())
+    if config.pack > 1:  # PacGAN: D sees `pack` samples side by side along channels
+        packed = dataclasses.replace(model_spec, shape=(model_spec.shape[0] * config.pack, *model_spec.shape[1:]))
+        _, discriminator = build(config.model, packed, **config.model_overrides())
+    return generator, discriminator
 
 
 def preview_batch(spec: DataSpec, z_dim: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor | None, int]:
@@ -83,10 +96,13 @@ def _load_data(config: RunConfig):
     return load(config.data, split="train", data_dir=config.data_dir, size=config.image_size)
 
 
-def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) -> TrainResult:
+def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
+          callbacks: list[Callback] | None = None) -> TrainResult:
     """Train a GAN as ``config`` says, writing the run directory ``out``.
 
     ``resume`` is None (new run), ``"auto"`` (newest checkpoint in ``out``) or a checkpoint path.
+    ``callbacks`` (`ganforge.train.trainer.Callback`) see every stats flush and evaluation and may
+    stop the run by raising `StopTraining` (e.g. a hyperparameter search pruning a trial).
     Raises `Interrupted` after writing a checkpoint if SIGINT/SIGTERM arrives.
     """
     config.validate()
@@ -121,7 +137,9 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
     torch.manual_seed(config.seed)
     ema = EMA(generator, config.ema) if config.ema > 0 else None
     step = GANStep(generator, discriminator, loss, opt_g, opt_d, noise=noise, n_critic=config.n_critic,
-                   gp_weight=config.gp_weight, r1_weight=config.r1_weight, ema=ema)
+                   gp_weight=config.gp_weight, r1_weight=config.r1_weight, ema=ema, augment=config.diffaugment,
+                   instance_noise=config.instance_noise, instance_noise_steps=config.instance_noise_steps,
+                   label_smoothing=config.label_smoothing, pack=config.pack)
     stream = BatchStream(data.images, labels, config.batch_size, config.seed, device)
 
     if spec.kind == "image":
@@ -149,6 +167,15 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
     def score() -> float:
         return sliced_wasserstein(generate(step.sampling_generator(), z_score, labels_score), reference)
 
+    # the doctor's cheap probes, on the first N_PROBE of the same fixed inputs, every logged step
+    n_probe = min(N_PROBE, n_score)
+    real_spread = mean_pairwise_distance(reference[:n_probe])
+
+    def probe() -> None:
+        fake = generate(step.generator, z_score[:n_probe], None if labels_score is None else labels_score[:n_probe])
+        report("Probe/diversity", mean_pairwise_distance(fake) / max(real_spread, 1e-12))
+        report("Probe/swd", sliced_wasserstein(fake, reference[:n_probe], n_projections=64))
+
     record = {
         "ganforge_version": __version__,
         "config": config.to_dict(),
@@ -160,7 +187,15 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
     if checkpoint is None:
         run.create(record)
     evaluator = _make_evaluator(config, run, step, device) if config.eval_every > 0 else None
-    trainer = Trainer(step, stream, run, config, total, preview=preview, score=score, evaluate=evaluator)
+    hooks: list[Callback] = []
+    if config.doctor:
+        from ganforge.train.doctor_hook import DoctorCallback
+
+        hooks.append(DoctorCallback(config, run.path, n_classes=data.spec.n_classes, total_steps=total,
+                                    is_image=spec.kind == "image"))
+    hooks += list(callbacks or [])
+    trainer = Trainer(step, stream, run, config, total, preview=preview, score=score, evaluate=evaluator,
+                      probe=probe, callbacks=hooks)
     if checkpoint is not None:
         trainer.restore(checkpoint)
         stored = run.read_config()
@@ -172,7 +207,21 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None) 
         print(f"training {config.model}{' (conditional)' if config.conditional else ''} on {data.source}: "
               f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {device}"
               + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        if config.report:
+            _write_report(run.path)
+
+
+def _write_report(run_dir: Path) -> None:
+    """report.html at the end of a run, however it ended; a report failure never fails the training."""
+    try:
+        from ganforge.report import write_report
+
+        write_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the run's results are on disk either way
+        print(f"warning: could not write {run_dir / 'report.html'}: {e}", file=sys.stderr)
 
 
 HIGHER_IS_BETTER = ("precision", "recall", "density", "coverage", "judge_accuracy", "cas", "modes_captured",
@@ -262,7 +311,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None, device: 
     verify_checkpoint(path)
     from ganforge.nets import build
 
-    generator, _ = build(config.model, spec, **config.model_config)
+    generator, _ = build(config.model, spec, **config.model_overrides())
     weights = load_weights(path, "generator_ema")
     uses_ema = weights is not None
     if weights is None:

@@ -34,6 +34,33 @@ from ganforge.train.rundir import RunDir
 from ganforge.train.runtime import BatchStream
 
 
+class StopTraining(Exception):
+    """Raised by a callback to end training cleanly (a checkpoint is written first)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Callback:
+    """Hooks into the loop. Override what you need; any hook may raise `StopTraining`.
+
+    ``on_log`` runs after each stats flush with the flushed means (the stats.jsonl line);
+    ``on_eval`` after each evaluation with the ranking value; ``on_restore`` after a checkpoint
+    was loaded (at resume, or a rollback); ``on_end`` once the loop has ended, however it ended.
+    """
+
+    def on_start(self, trainer: Trainer) -> None: ...
+
+    def on_log(self, trainer: Trainer, step: int, means: dict[str, float]) -> None: ...
+
+    def on_eval(self, trainer: Trainer, step: int, value: float) -> None: ...
+
+    def on_restore(self, trainer: Trainer, step: int) -> None: ...
+
+    def on_end(self, trainer: Trainer) -> None: ...
+
+
 class Interrupted(Exception):
     """Training stopped on a signal after writing a checkpoint."""
 
@@ -50,6 +77,7 @@ class TrainResult:
     last_checkpoint: Path | None
     seconds: float
     stats: dict[str, float]
+    stopped: str | None = None  # why training ended before total_steps (a callback's StopTraining reason)
 
 
 _PROGRESS_KEYS = {"Loss/D": "D", "Loss/G": "G", "D/real": "D(x)", "D/fake": "D(G(z))",
@@ -69,6 +97,8 @@ class Trainer:
         preview: Callable[[Path], None],
         score: Callable[[], float] | None = None,
         evaluate: Callable[[int], float] | None = None,
+        probe: Callable[[], None] | None = None,
+        callbacks: list[Callback] | None = None,
     ):
         self.step_fn = step
         self.stream = stream
@@ -78,9 +108,12 @@ class Trainer:
         self.preview = preview
         self.score = score
         self.evaluate = evaluate  # scores the generator at this step; its value ranks checkpoints instead of score()
+        self.probe = probe  # reports cheap probes of the models (e.g. sample diversity) before each stats flush
+        self.callbacks = list(callbacks or [])
         self.step = 0
         self.elapsed_before = 0.0  # wall time of earlier sessions of this run
         self._signal: int | None = None
+        self._rolled_back = False
 
     # --- state -----------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -91,6 +124,7 @@ class Trainer:
             "noise_rng": self.step_fn.noise.get_state(),
             "noise_device": str(self.step_fn.noise.device.type),
             "torch_rng": torch.get_rng_state(),
+            "step_settings": self.step_fn.settings() if hasattr(self.step_fn, "settings") else {},
             "elapsed": self.elapsed_before + (time.time() - self._t0 if hasattr(self, "_t0") else 0.0),
         }
         if torch.cuda.is_available():
@@ -130,10 +164,14 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state.get("step_settings") and hasattr(self.step_fn, "load_settings"):
+            self.step_fn.load_settings(state["step_settings"])
         self.step = int(state["step"])
         self.stream.position = int(state["stream_position"])
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self.run.truncate_stats(self.step)
+        for cb in self.callbacks:
+            cb.on_restore(self, self.step)
 
     # --- signals ---------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -161,31 +199,54 @@ class Trainer:
                    dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
         collector = Collector(self.run.stats_path, tensorboard_dir=self.run.tensorboard)
         collector._start -= self.elapsed_before
+        self.bar = bar
+        stopped: str | None = None
         try:
             with collector:
+                for cb in self.callbacks:
+                    cb.on_start(self)
                 while self.step < self.total_steps:
                     if self._signal is not None:
                         last_checkpoint = self.save()
                         raise Interrupted(self._signal, self.step, last_checkpoint)
                     batches = [self.stream.next() for _ in range(self.step_fn.n_critic)]
-                    self.step_fn.measure = (self.step + 1) % cfg.log_every == 0
+                    logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == self.total_steps
+                    self.step_fn.measure = logged
+                    self.step_fn.iteration = self.step
                     self.step_fn(batches)
                     self.step += 1
                     bar.update(1)
                     done = self.step == self.total_steps
-                    if self.step % cfg.log_every == 0 or done:
-                        means = collector.flush(self.step)
-                        bar.set_postfix({v: f"{means[k]:.3f}" for k, v in _PROGRESS_KEYS.items() if k in means},
-                                        refresh=False)
-                    if self.step % cfg.sample_every == 0 or done:
-                        last_sample = self.run.samples / f"step_{self.step:06d}.png"
-                        self.preview(last_sample)
-                    if self.evaluate is not None and (self.step % cfg.eval_every == 0 or done):
-                        with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
-                            value = self.evaluate(self.step)
-                        last_checkpoint = self.save(score=value)
-                    elif self.step % cfg.checkpoint_every == 0 or done:
-                        last_checkpoint = self.save()
+                    try:
+                        if logged:
+                            if self.probe is not None:
+                                with torch.random.fork_rng(devices=[]):  # probes must not move the training RNG
+                                    self.probe()
+                            means = collector.flush(self.step)
+                            bar.set_postfix({v: f"{means[k]:.3f}" for k, v in _PROGRESS_KEYS.items() if k in means},
+                                            refresh=False)
+                            for cb in self.callbacks:
+                                cb.on_log(self, self.step, means)
+                            if self._rolled_back:  # a callback went back to a checkpoint: carry on from there
+                                self._rolled_back = False
+                                continue
+                        if self.step % cfg.sample_every == 0 or done:
+                            last_sample = self.run.samples / f"step_{self.step:06d}.png"
+                            self.preview(last_sample)
+                        if self.evaluate is not None and (self.step % cfg.eval_every == 0 or done):
+                            with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
+                                value = self.evaluate(self.step)
+                            last_checkpoint = self.save(score=value)
+                            for cb in self.callbacks:
+                                cb.on_eval(self, self.step, value)
+                        elif self.step % cfg.checkpoint_every == 0 or done:
+                            last_checkpoint = self.save()
+                    except StopTraining as stop:
+                        stopped = stop.reason
+                        ckpt = self.run.latest()
+                        if ckpt is None or ckpt.step != self.step:
+                            last_checkpoint = self.save()
+                        break
                 if last_checkpoint is None:  # resumed at the end: nothing to do, but say where things are
                     ckpt = self.run.latest()
                     last_checkpoint = ckpt.path if ckpt else None
@@ -193,6 +254,8 @@ class Trainer:
             bar.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
+            for cb in self.callbacks:
+                cb.on_end(self)
         return TrainResult(
             run_dir=self.run.path,
             step=self.step,
@@ -200,4 +263,11 @@ class Trainer:
             last_checkpoint=last_checkpoint,
             seconds=time.time() - self._t0,
             stats=dict(collector.last),
+            stopped=stopped,
         )
+
+    def rollback(self, path: str | Path) -> None:
+        """Go back to a checkpoint mid-run (the doctor's remedy): weights, optimisers, RNG, data position,
+        stats after it dropped. Samples written after it stay on disk (they are evidence of what went wrong)."""
+        self.restore(path)
+        self._rolled_back = True
