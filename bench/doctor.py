@@ -53,19 +53,19 @@ class Case:
 
 CASES = [
     Case("lr_too_high", "DCGAN on digits with Adam lr 0.05 for both networks, beta1 0.9",
-         {**DIGITS, "lr_g": 5e-2, "lr_d": 5e-2, "betas": (0.9, 0.999), "steps": 1200},
+         {**DIGITS, "lr_g": 5e-2, "lr_d": 5e-2, "betas": (0.9, 0.999), "steps": 1000},
          {"divergence", "oscillation", "discriminator_wins", "mode_collapse", "discriminator_not_learning"}),
     Case("crippled_generator", "DCGAN on digits whose G has 1 channel per stage and a 1-d latent",
-         {**DIGITS, "model_config": {"ngf": 1, "ndf": 32, "z_dim": 1}, "steps": 1200},
+         {**DIGITS, "model_config": {"ngf": 1, "ndf": 32, "z_dim": 1}, "steps": 1000},
          {"discriminator_wins", "mode_collapse"}),
     Case("frozen_discriminator", "DCGAN on digits with D's learning rate 1e-12 (D never learns)",
-         {**DIGITS, "lr_d": 1e-12, "steps": 1200}, {"discriminator_not_learning", "mode_collapse"}),
+         {**DIGITS, "lr_d": 1e-12, "steps": 1000}, {"discriminator_not_learning", "mode_collapse"}),
     Case("collapsing_ring", "plain MLP GAN on ring8 (non-saturating, Adam 1e-3, beta1 0.5): collapses onto a few modes",
          {**RING, "lr_g": 1e-3, "lr_d": 1e-3, "steps": 2000}, {"mode_collapse", "oscillation"}),
     Case("healthy_digits", "DCGAN on digits, defaults (Adam 2e-4, betas (0.5, 0.999))",
-         {**DIGITS, "steps": 1200}),
+         {**DIGITS, "steps": 1000}),
     Case("healthy_digits_robust", "DCGAN on digits, --preset robust",
-         {**DIGITS, "spectral_norm": True, "ema": 0.999, "r1_weight": 0.1, "steps": 1200}),
+         {**DIGITS, "spectral_norm": True, "ema": 0.999, "r1_weight": 0.1, "steps": 1000}),
 ]
 
 

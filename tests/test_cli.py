@@ -27,6 +27,7 @@ def test_train_then_sample(tmp_path, capsys):
                    "--sample-every", 4, "--conditional", *TINY) == 0
     printed = capsys.readouterr().out
     assert f"samples: {out / 'samples' / 'step_000008.png'}" in printed
+    assert f"report: {out / 'report.html'}" in printed and "<svg" in (out / "report.html").read_text()
     assert (out / "checkpoints" / "step_000008" / "generator.safetensors").exists()
 
     assert run_cli("sample", out, "--n", 12, "--out", tmp_path / "s.png") == 0
@@ -153,7 +154,7 @@ def test_doctor_and_report_commands(tmp_path, capsys):
 
 
 def test_help_for_every_subcommand(capsys):
-    for sub in ("train", "sample", "info", "eval", "doctor", "report"):
+    for sub in ("train", "sample", "info", "eval", "doctor", "report", "tune"):
         with pytest.raises(SystemExit) as e:
             main([sub, "--help"])
         assert e.value.code == 0

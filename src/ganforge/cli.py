@@ -55,6 +55,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5)")
     g.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
     g.add_argument("--n-critic", type=_positive_int, help="D updates per G update (default 1)")
+    g.add_argument("--lr-decay", choices=["none", "linear"], help="linear: decay both learning rates to 0 over "
+                   "the end of the run (default none)")
+    g.add_argument("--lr-decay-start", type=float, help="share of the run before the decay begins (default 0.5)")
     g.add_argument("--gp-weight", type=float, help="WGAN-GP gradient penalty weight (default 0)")
     g.add_argument("--r1-weight", type=float, help="R1 penalty gamma (default 0)")
     g.add_argument("--ema", type=float, help="generator EMA decay, e.g. 0.999 (default 0 = off)")
@@ -107,6 +110,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 _FLAG_TO_FIELD = {
     "model": "model", "conditional": "conditional", "data": "data", "data_dir": "data_dir",
     "image_size": "image_size", "loss": "loss", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
+    "lr_decay": "lr_decay", "lr_decay_start": "lr_decay_start",
     "gp_weight": "gp_weight", "r1_weight": "r1_weight", "ema": "ema", "steps": "steps", "epochs": "epochs",
     "batch_size": "batch_size", "seed": "seed", "device": "device", "threads": "threads",
     "sample_every": "sample_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
@@ -214,6 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint: {result.last_checkpoint}")
     if result.last_sample is not None:
         print(f"samples: {result.last_sample}")
+    if (Path(result.run_dir) / "report.html").is_file():
+        print(f"report: {Path(result.run_dir) / 'report.html'}")
     return 0
 
 
@@ -362,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "else on scikit-learn's digits. Ctrl-C writes a checkpoint; --resume auto continues.")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
+
+    from ganforge.train.tune import add_tune_parser, cmd_tune
+
+    p = add_tune_parser(sub, _add_train_flags)
+    p.set_defaults(func=lambda args: cmd_tune(args, _explicit_settings))
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples from a run's generator (EMA weights when the run kept them).")

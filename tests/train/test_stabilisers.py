@@ -231,3 +231,16 @@ def test_stop_at_equilibrium_stops_when_the_doctor_says_so(tmp_path, tiny_config
     monkeypatch.setattr(Doctor, "observe", observe)
     result = train(tiny_config(steps=20, log_every=2, stop_at_equilibrium=True), tmp_path / "run")
     assert result.step == 6 and "equilibrium" in result.stopped
+
+
+def test_linear_lr_decay(tmp_path, tiny_config):
+    from ganforge.train.checkpoint import load_state
+
+    train(tiny_config(steps=10, lr_decay="linear", lr_decay_start=0.5, checkpoint_every=5), tmp_path / "run")
+    for step, factor in ((5, 1.0), (10, 0.2)):  # the lr of the last step taken: step 4 (1.0), step 9 (1 - 4/5)
+        groups = load_state(tmp_path / "run" / "checkpoints" / f"step_{step:06d}")["optimizers"]
+        for name in ("generator", "discriminator"):
+            g = groups[name]["param_groups"][0]
+            assert g["base_lr"] == pytest.approx(2e-4) and g["lr"] == pytest.approx(2e-4 * factor)
+    with pytest.raises(ConfigError, match="lr-decay"):
+        tiny_config(lr_decay="cosine").validate()

@@ -37,6 +37,8 @@ class RunConfig:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     n_critic: int = 1
+    lr_decay: str = "none"  # "linear": keep the learning rates, then decay them linearly to 0 (see lr_decay_start)
+    lr_decay_start: float = 0.5  # share of the run after which the linear decay begins
     gp_weight: float = 0.0  # WGAN-GP gradient penalty weight (10 is usual with --loss wasserstein)
     r1_weight: float = 0.0  # R1 penalty γ
     ema: float = 0.0  # generator EMA decay (0 = off; 0.999 is usual)
@@ -95,6 +97,10 @@ class RunConfig:
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.lr_decay not in ("none", "linear"):
+            raise ConfigError(f"--lr-decay must be none or linear, got {self.lr_decay!r}")
+        if not 0.0 <= self.lr_decay_start < 1.0:
+            raise ConfigError(f"--lr-decay-start is a share of the run in [0, 1), got {self.lr_decay_start}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"--ema is a decay in [0, 1), got {self.ema}")
         if self.gp_weight < 0 or self.r1_weight < 0:

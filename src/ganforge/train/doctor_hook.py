@@ -181,10 +181,12 @@ class DoctorCallback(Callback):
         for key, (how, value) in changes.items():
             if key in ("lr_g", "lr_d"):
                 opt = trainer.step_fn.optimizers()[_optimizer_for(key)]
-                old = opt.param_groups[0]["lr"]
-                for group in opt.param_groups:
-                    group["lr"] = group["lr"] * value if how == "scale" else value
-                detail[key] = [old, opt.param_groups[0]["lr"]]
+                old = opt.param_groups[0].get("base_lr", opt.param_groups[0]["lr"])
+                for group in opt.param_groups:  # the base rate: a decay schedule multiplies it
+                    base = group.get("base_lr", group["lr"])
+                    group["base_lr"] = base * value if how == "scale" else value
+                    group["lr"] = group["base_lr"] * trainer.lr_factor()
+                detail[key] = [old, opt.param_groups[0]["base_lr"]]
             else:
                 if key == "augment" and not self.is_image:
                     key, how, value = "instance_noise", "noise", 0.1  # DiffAugment is for images; noise suits any

@@ -213,6 +213,7 @@ class Trainer:
                     logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == self.total_steps
                     self.step_fn.measure = logged
                     self.step_fn.iteration = self.step
+                    self._schedule_lr()
                     self.step_fn(batches)
                     self.step += 1
                     bar.update(1)
@@ -265,6 +266,26 @@ class Trainer:
             stats=dict(collector.last),
             stopped=stopped,
         )
+
+    def lr_factor(self) -> float:
+        """The learning-rate multiplier at this step: 1, or a linear decay to 0 over the last part of the run."""
+        cfg = self.config
+        if cfg.lr_decay != "linear":
+            return 1.0
+        start = int(cfg.lr_decay_start * self.total_steps)
+        if self.step < start:
+            return 1.0
+        return max(0.0, 1.0 - (self.step - start) / max(1, self.total_steps - start))
+
+    def _schedule_lr(self) -> None:
+        """Set each optimiser group's lr to its ``base_lr`` times the schedule's factor. ``base_lr`` lives in the
+        optimiser's state (so checkpoints keep it, and the doctor's remedies change it, not the schedule)."""
+        factor = self.lr_factor()
+        for opt in self.step_fn.optimizers().values():
+            for group in opt.param_groups:
+                group.setdefault("base_lr", group["lr"])
+                if self.config.lr_decay != "none":
+                    group["lr"] = group["base_lr"] * factor
 
     def rollback(self, path: str | Path) -> None:
         """Go back to a checkpoint mid-run (the doctor's remedy): weights, optimisers, RNG, data position,
