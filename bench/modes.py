@@ -1,7 +1,7 @@
 """Mode collapse on 2-D mixtures: the same MLP GAN with and without ganforge's remedies.
 
 ring8 (8 Gaussians on a circle of radius 2, std 0.02) and grid25 (5x5 grid, spacing 2, std 0.05),
-the same MLP (3 hidden layers of 128 in G and D, z of 16), the same number of steps and batch;
+the same MLP (3 hidden layers of 128 in G and D, z of 16), the same number of steps and batch (256);
 "plain" is the vanilla recipe (non-saturating loss, Adam 2e-4, betas (0.5, 0.999)), "remedies" adds
 ganforge's stabilisers (see REMEDIES). Each run is scored on 2,500 samples from its own seeded
 noise with `ganforge.metrics.modes.mixture_mode_stats` (a sample is high quality within 3 std of
@@ -35,14 +35,14 @@ from ganforge.train import RunConfig, load_run, train  # noqa: E402
 
 MLP = {"hidden_g": (128, 128, 128), "hidden_d": (128, 128, 128), "z_dim": 16}
 PLAIN: dict = {}
-REMEDIES = {"r1_weight": 1.0, "ema": 0.999, "lr_decay": "linear"}
+REMEDIES = {"r1_weight": 0.1, "ema": 0.999, "lr_decay": "linear"}
 ARMS = {"plain": PLAIN, "remedies": REMEDIES}
 
 
-def run(data: str, arm: str, seed: int, steps: int, root: Path, n_eval: int) -> dict:
+def run(data: str, arm: str, seed: int, steps: int, root: Path, n_eval: int, batch_size: int) -> dict:
     out = root / f"{data}-{arm}-{seed}"
     shutil.rmtree(out, ignore_errors=True)
-    config = RunConfig(model="mlp", data=data, model_config=dict(MLP), steps=steps, seed=seed, batch_size=64,
+    config = RunConfig(model="mlp", data=data, model_config=dict(MLP), steps=steps, seed=seed, batch_size=batch_size,
                        sample_every=steps, checkpoint_every=steps, log_every=100, progress=False, threads=1,
                        report=False, **ARMS[arm])
     start = time.time()
@@ -58,7 +58,8 @@ def run(data: str, arm: str, seed: int, steps: int, root: Path, n_eval: int) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2,3,4")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--datasets", default="ring8,grid25")
     p.add_argument("--arms", default="plain,remedies")
     p.add_argument("--n-eval", type=int, default=2500)
@@ -70,7 +71,7 @@ def main() -> None:
     for data in args.datasets.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             for arm in args.arms.split(","):
-                r = run(data, arm, seed, args.steps, root, args.n_eval)
+                r = run(data, arm, seed, args.steps, root, args.n_eval, args.batch_size)
                 rows.append(r)
                 print(f"{data:7s} {arm:9s} seed {seed}: {r['modes']}/{r['n_modes']} modes, "
                       f"{r['high_quality']:.1%} high quality, KL {r['kl']:.3f}  ({r['seconds']:.0f} s)", flush=True)
@@ -86,8 +87,9 @@ def main() -> None:
         "",
         f"- date: {time.strftime('%Y-%m-%d')}; machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, 1 thread",
-        f"- command: `python bench/modes.py --seeds {args.seeds} --steps {args.steps}`",
-        f"- model: MLP G and D, hidden {list(MLP['hidden_g'])}, z {MLP['z_dim']}; batch 64; {args.steps} steps; "
+        f"- command: `python bench/modes.py --seeds {args.seeds} --steps {args.steps} --batch-size {args.batch_size}`",
+        f"- model: MLP G and D, hidden {list(MLP['hidden_g'])}, z {MLP['z_dim']}; batch {args.batch_size}; "
+        f"{args.steps} steps; "
         "plain = non-saturating loss, Adam 2e-4, betas (0.5, 0.999)",
         f"- remedies: {json.dumps(REMEDIES)}",
         f"- protocol: {args.n_eval} samples from seeded noise (10000 + seed); high quality = within 3 std of the "

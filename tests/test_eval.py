@@ -18,7 +18,8 @@ def test_ring8_train_eval_and_metrics_file(tmp_path, capsys):
                  "--eval-every", "20", "--eval-n", "500", "--eval-metrics", "fd,modes", *TINY_MLP]) == 0
     records = read_scores(out / "metrics.jsonl")
     assert {r["step"] for r in records} == {20, 40}
-    assert {r["metric"] for r in records} == {"fd_identity", "modes_captured", "high_quality", "kl_modes"}
+    assert {r["metric"] for r in records} == {"fd_identity", "modes_captured", "modes_visited", "high_quality",
+                                              "kl_modes"}
     assert all(r["protocol"]["n_fake"] == 500 and r["protocol"]["reference"] == "ring8:test" for r in records)
     # checkpoints are ranked by the evaluated metric (fd_identity, the first one), not the pixel SWD
     fd = {r["step"]: r["value"] for r in records if r["metric"] == "fd_identity"}

@@ -69,6 +69,14 @@ def test_samples_far_from_every_mode():
     assert stats.modes_captured == 0
     assert stats.counts == [0] * 25
     assert stats.to_dict()["kl_to_uniform"] == math.inf
+    assert stats.modes_visited == 1  # every sample is nearest to the corner mode (4, 4)
+
+
+def test_blurry_samples_visit_every_mode_but_capture_none():
+    points = np.random.default_rng(3).uniform(-5, 5, size=(5000, 2))
+    stats = mixture_mode_stats(points, "grid25")
+    assert stats.modes_visited == 25
+    assert stats.modes_captured < 25 and stats.high_quality < 0.05
 
 
 def test_hand_made_example():
@@ -95,6 +103,7 @@ def test_hand_made_example():
         "kl_to_uniform": stats.kl_to_uniform,
         "counts": [2, 1],
         "n_modes": 2,
+        "modes_visited": 2,  # nearest mode of 4 and 2 of the 6 samples, both >= 6 / (4 * 2)
     }
     assert isinstance(stats, ModeStats)
     # A wider ball takes in the box corner and the 3.1 sample.

@@ -438,13 +438,23 @@ def test_one_low_early_evaluation_is_not_collapse_but_two_are():
     assert [(f.code, f.severity) for f in raised] == [("mode_collapse", "error")]  # 4 of 10: severe
 
 
-def test_modes_captured_uses_the_mode_count_of_the_record():
+def test_modes_visited_uses_the_mode_count_of_the_record():
     doctor = Doctor(total_steps=10000)
     for step, value in ((2000, 8), (4000, 3)):
-        raised = doctor.observe_metric({"metric": "modes_captured", "value": value, "step": step,
-                                        "extra": {"n_modes": 8, "counts": []}})
+        raised = doctor.observe_metric({"metric": "modes_visited", "value": value, "step": step,
+                                        "extra": {"n_modes": 8}})
     assert [f.code for f in raised] == ["mode_collapse"]
-    assert raised[0].evidence["modes_captured/of"] == 8
+    assert raised[0].evidence["modes_visited/of"] == 8
+
+
+def test_a_blurry_generator_is_not_called_collapsed():
+    """modes_captured counts high-quality samples only: 0 of 8 from a blurry ring is imprecision, not collapse."""
+    doctor = Doctor(total_steps=10000)
+    for step in (500, 1000, 1500):
+        assert doctor.observe_metric({"metric": "modes_captured", "value": 0, "step": step,
+                                      "extra": {"n_modes": 8}}) == []
+        assert doctor.observe_metric({"metric": "modes_visited", "value": 8, "step": step,
+                                      "extra": {"n_modes": 8}}) == []
 
 
 def test_coverage_falling_sharply_is_collapse():

@@ -117,6 +117,7 @@ def _modes(ctx: Context) -> list[Score]:
         stats = mixture_mode_stats(ctx.fake.detach().cpu().numpy(), ctx.dataset)
         return [
             ctx.score("modes_captured", stats.modes_captured, n_modes=stats.n_modes, counts=list(stats.counts)),
+            ctx.score("modes_visited", stats.modes_visited, n_modes=stats.n_modes),
             ctx.score("high_quality", stats.high_quality),
             ctx.score("kl_modes", stats.kl_to_uniform),
         ]

@@ -36,6 +36,7 @@ class ModeStats:
     kl_to_uniform: float
     counts: list[int]
     n_modes: int
+    modes_visited: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (for JSON logs); ``kl_to_uniform`` may be ``inf``."""
@@ -58,6 +59,10 @@ def mode_stats(
     - mode k is *captured* iff counts[k] ≥ max(1, min_share · N_hq), where N_hq = Σ counts is the
       number of high-quality samples (min_share = 1 % by default, so a handful of stray samples
       does not count as covering a mode); ``modes_captured`` = number of captured modes;
+    - ``modes_visited`` = number of modes that are the nearest mode of at least N / (4K) of *all*
+      samples (a quarter of a uniform share), high quality or not: where the samples go, whatever
+      their precision. Few modes visited is mode collapse; many visited but few captured is
+      imprecision (a blurry generator), which is a different problem;
     - ``kl_to_uniform`` = KL(p ‖ u) = Σ_k p_k log(K p_k), natural log, with 0 · log 0 = 0, where
       p = counts / N_hq and u is uniform over the K modes: 0 when the high-quality samples spread
       evenly over all modes, log(K / m) when they spread evenly over m modes; ``inf`` when no
@@ -103,7 +108,9 @@ def mode_stats(
     else:
         p = counts[counts > 0] / n_hq
         kl = max(float((p * np.log(p * n_modes)).sum()), 0.0)  # clip -1e-17 round-off; KL >= 0
+    visited = int((np.bincount(nearest, minlength=n_modes) >= len(x) / (4 * n_modes)).sum())
     return ModeStats(
+        modes_visited=visited,
         modes_captured=captured,
         high_quality=float(good.mean()),
         kl_to_uniform=kl,

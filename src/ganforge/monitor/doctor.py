@@ -68,7 +68,7 @@ their median, and an MLP GAN on ring8):
     metrics (an evaluation of thousands of samples needs no persistence over logs: the finding
     opens at the evaluation that shows it): classes_covered_* below
     ``classes_fraction`` (0.8) x the class count (the judge histogram's length, else
-    ``n_classes``, else 10), and likewise modes_captured*/stacked_modes_* against their n_modes,
+    ``n_classes``, else 10), and likewise modes_visited*/stacked_modes_* against their n_modes,
     on two evaluations in a row without recovering, or just fallen there from a good value; or
     coverage_*/recall_* below ``coverage_drop`` (0.6) x their best. Severe (error): diversity <
     ``severe_diversity`` (0.25) or under half the classes/modes covered.
@@ -520,7 +520,7 @@ class Doctor:
     def observe_metric(self, record: dict[str, Any]) -> list[Finding]:
         """Feed one metrics.jsonl record; return the findings that begin at it (or whose severity rose).
 
-        Metrics with names fd_*/kid_* set the quality trend; classes_covered_*, modes_captured*,
+        Metrics with names fd_*/kid_* set the quality trend; classes_covered_*, modes_visited*,
         stacked_modes_*, coverage_* and recall_* can reveal mode collapse (see the module docstring).
         """
         name = str(record.get("metric", ""))
@@ -966,7 +966,7 @@ class Doctor:
             if isinstance(histogram, list) and histogram:
                 return float(len(histogram))
             return float(self.n_classes if self.n_classes > 0 else 10)
-        if name.startswith(("modes_captured", "stacked_modes")):
+        if name.startswith(("modes_visited", "stacked_modes")):
             n = _number(extra.get("n_modes"))
             return n if n is not None and n > 0 else None
         return None
@@ -982,7 +982,7 @@ class Doctor:
             step, value, count = series[-1]
             if not math.isfinite(value):
                 continue
-            if count is not None and name.startswith(("classes_covered", "modes_captured", "stacked_modes")):
+            if count is not None and name.startswith(("classes_covered", "modes_visited", "stacked_modes")):
                 low = value < cfg.classes_fraction * count
                 previous = series[-2] if len(series) >= 2 else None
                 if previous is None:
@@ -1101,7 +1101,9 @@ class Doctor:
 
 
 def _collapse_metric(name: str) -> bool:
-    return name.startswith(("classes_covered", "modes_captured", "stacked_modes", "coverage_", "recall_"))
+    # modes_visited, not modes_captured: a blurry generator visits every mode but captures none (imprecision,
+    # not collapse); modes_captured counts only high-quality samples
+    return name.startswith(("classes_covered", "modes_visited", "stacked_modes", "coverage_", "recall_"))
 
 
 def _swing(

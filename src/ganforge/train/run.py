@@ -225,7 +225,7 @@ def _write_report(run_dir: Path) -> None:
 
 
 HIGHER_IS_BETTER = ("precision", "recall", "density", "coverage", "judge_accuracy", "cas", "modes_captured",
-                    "high_quality", "classes_covered", "stacked_modes")
+                    "modes_visited", "high_quality", "classes_covered", "stacked_modes")
 
 
 def _make_evaluator(config: RunConfig, run: RunDir, step: GANStep, device: torch.device):
