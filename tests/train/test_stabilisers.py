@@ -244,3 +244,28 @@ def test_linear_lr_decay(tmp_path, tiny_config):
             assert g["base_lr"] == pytest.approx(2e-4) and g["lr"] == pytest.approx(2e-4 * factor)
     with pytest.raises(ConfigError, match="lr-decay"):
         tiny_config(lr_decay="cosine").validate()
+
+
+def test_resume_keeps_one_doctor_log(tmp_path, tiny_config, monkeypatch):
+    """A resumed run drops the first session's end-of-session summaries and the findings of the part it redoes."""
+    from ganforge.monitor.doctor import Doctor, Finding, read_doctor_log
+
+    real_observe = Doctor.observe
+
+    def observe(self, record):  # a finding that begins at step 4, whichever session sees it
+        found = real_observe(self, record)
+        if record["step"] == 4:
+            found = found + [Finding("oscillation", "warning", 4, 4, "planted", {}, "")]
+        return found
+
+    monkeypatch.setattr(Doctor, "observe", observe)
+    train(tiny_config(steps=6, log_every=2, checkpoint_every=2), tmp_path / "run")
+    assert [r["final"] for r in read_doctor_log(tmp_path / "run") if r.get("final")] == []  # none open at the end
+    (tmp_path / "run" / "doctor.jsonl").open("a").write(
+        '{"kind": "finding", "code": "oscillation", "severity": "warning", "step": 2, "last_step": 6, '
+        '"message": "m", "evidence": {}, "advice": "", "final": true}\n')
+    train(tiny_config(steps=8, log_every=2, checkpoint_every=2), tmp_path / "run", resume=str(
+        tmp_path / "run" / "checkpoints" / "step_000002"))
+    log = read_doctor_log(tmp_path / "run")
+    assert not any(r.get("final") and r["step"] == 2 for r in log)
+    assert [r["step"] for r in log if r["code"] == "oscillation" and not r.get("final")] == [4]

@@ -106,7 +106,8 @@ class DoctorCallback(Callback):
 
     def on_start(self, trainer: Trainer) -> None:
         if trainer.step > 0:  # resumed: findings after the checkpoint belong to the part being redone
-            kept = [r for r in self._load_log() if r.get("kind") == "action" or int(r.get("step", 0)) <= trainer.step]
+            kept = [r for r in self._load_log() if r.get("kind") == "action"
+                    or (int(r.get("step", 0)) <= trainer.step and not r.get("final"))]  # end-of-session summaries go
             tmp = self.path.with_name(DOCTOR_FILE + ".tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
             tmp.replace(self.path)
