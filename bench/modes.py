@@ -64,11 +64,12 @@ def main() -> None:
     p.add_argument("--arms", default="plain,remedies")
     p.add_argument("--n-eval", type=int, default=2500)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "modes.md"))
+    p.add_argument("--from-json", help="only write the table from the .json of an earlier (possibly cut short) run")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganforge-modes-"))
-    rows = []
-    for data in args.datasets.split(","):
+    rows = json.loads(Path(args.from_json).read_text()) if args.from_json else []
+    for data in [] if args.from_json else args.datasets.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             for arm in args.arms.split(","):
                 r = run(data, arm, seed, args.steps, root, args.n_eval, args.batch_size)

@@ -70,18 +70,24 @@ def main() -> None:
     p.add_argument("--n-eval", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0, help="seed of the hyperparameter draws")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sensitivity.md"))
+    p.add_argument("--from-json", help="only write the table from the .json of an earlier (possibly cut short) run")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganforge-sensitivity-"))
     preset = {k: v for k, v in preset_settings(args.preset).items()
               if k not in ("lr_g", "lr_d", "betas", "n_critic")}  # the draw decides these
-    reference = run({}, args.steps, root / "reference", args.n_eval)
-    threshold = args.fd_factor * reference["fd"]
-    print(f"reference (plain defaults): fd {reference['fd']:.2f}, classes {reference['classes_covered']:.0f}; "
-          f"success = fd <= {threshold:.2f} and >= 9 classes", flush=True)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        reference, rows = saved["reference"], saved["rows"]
+        threshold = args.fd_factor * reference["fd"]
+    else:
+        reference = run({}, args.steps, root / "reference", args.n_eval)
+        threshold = args.fd_factor * reference["fd"]
+        print(f"reference (plain defaults): fd {reference['fd']:.2f}, classes {reference['classes_covered']:.0f}; "
+              f"success = fd <= {threshold:.2f} and >= 9 classes", flush=True)
+        rows = []
     rng = random.Random(args.seed)
-    rows = []
-    for i in range(args.draws):
+    for i in range(0 if args.from_json else args.draws):
         settings = draw(rng)
         row = {"draw": i, "lr": settings["lr_g"], "beta1": settings["betas"][0], "n_critic": settings["n_critic"]}
         for arm, extra in (("plain", {}), (args.preset, preset)):
@@ -92,7 +98,8 @@ def main() -> None:
         print(f"draw {i:2d} lr {row['lr']:.2e} beta1 {row['beta1']:.2f} n_critic {row['n_critic']}: "
               + "  ".join(f"{arm} fd {row[arm]['fd']:.1f} classes {row[arm]['classes_covered']:.0f} "
                           f"{'OK' if row[arm]['success'] else 'fail'}" for arm in ("plain", args.preset)), flush=True)
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"reference": reference, "rows": rows}, indent=1))
+        Path(args.out).with_suffix(".json").write_text(json.dumps({"reference": reference, "rows": rows,
+                                                                   "draws": args.draws}, indent=1))
     shutil.rmtree(root, ignore_errors=True)
     share = {arm: sum(r[arm]["success"] for r in rows) for arm in ("plain", args.preset)}
     lines = [
@@ -100,7 +107,8 @@ def main() -> None:
         "",
         f"- date: {time.strftime('%Y-%m-%d')}; machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, 1 thread",
-        f"- command: `python bench/sensitivity.py --draws {args.draws} --steps {args.steps} --preset {args.preset}`",
+        f"- command: `python bench/sensitivity.py --draws {args.draws} --steps {args.steps} --preset {args.preset}`"
+        + (f" ({len(rows)} of the draws finished)" if len(rows) < args.draws else ""),
         f"- model: DCGAN (ngf/ndf 32, z 64) on digits 16x16, batch 64, {args.steps} steps, seed 0",
         "- space (Lucic et al. 2018): lr log-uniform [1e-5, 1e-2] for both, beta1 uniform [0, 1), n_critic {1..5}",
         f"- preset {args.preset} adds: {json.dumps(preset)}",

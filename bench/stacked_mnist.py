@@ -61,11 +61,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--n-eval", type=int, default=26_000)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "stacked_mnist.md"))
+    p.add_argument("--from-json", help="only write the table from the .json of an earlier (possibly cut short) run")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganforge-stacked-"))
-    rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
+    rows = json.loads(Path(args.from_json).read_text()) if args.from_json else []
+    for seed in [] if args.from_json else [int(s) for s in args.seeds.split(",")]:
         for arm in ARMS:
             r = run(arm, seed, args.steps, root, args.data_dir, args.n_eval)
             rows.append(r)
