@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from ganforge.monitor.doctor import read_doctor_log  # noqa: E402
-from ganforge.train import RunConfig, train  # noqa: E402
+from ganforge.train import Interrupted, RunConfig, train  # noqa: E402
 
 PROBLEMS = {"discriminator_wins", "discriminator_not_learning", "divergence", "oscillation", "mode_collapse"}
 DIGITS = dict(model="dcgan", data="digits", image_size=16, model_config={"ngf": 32, "ndf": 32, "z_dim": 64})
@@ -83,6 +83,8 @@ def run_case(case: Case, seed: int, root: Path) -> dict:
     try:
         train(config, out)
         error = None
+    except Interrupted:
+        raise  # Ctrl-C stops the benchmark, not just this run
     except Exception as e:  # a failure case may crash outright; that counts as what it is, not as detection
         error = f"{type(e).__name__}: {e}"
     findings = [r for r in read_doctor_log(out) if r.get("kind") == "finding" and not r.get("final")] \

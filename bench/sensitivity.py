@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from ganforge.train import RunConfig, train  # noqa: E402
 from ganforge.train.config import preset_settings  # noqa: E402
 from ganforge.train.evaluation import evaluate_run  # noqa: E402
+from ganforge.train.trainer import Interrupted  # noqa: E402
 
 BASE = dict(model="dcgan", data="digits", image_size=16, model_config={"ngf": 16, "ndf": 16, "z_dim": 64},
             batch_size=64)
@@ -55,6 +56,8 @@ def run(settings: dict, steps: int, out: Path, n_eval: int) -> dict:
         train(config, out)
         scores = evaluate_run(out, metrics=["fd", "modes"], n=n_eval, split="train", progress=False, write=False)
         values = {s.metric.replace("_digits_cnn", ""): s.value for s in scores}
+    except Interrupted:
+        raise  # Ctrl-C stops the benchmark, not just this run
     except Exception as e:  # a diverged run may produce NaNs the metrics refuse: that is a failure, not a crash
         values = {"fd": math.nan, "classes_covered": 0, "error": f"{type(e).__name__}: {e}"}
     values["seconds"] = round(time.time() - start, 1)
