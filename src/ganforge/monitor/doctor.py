@@ -96,10 +96,11 @@ import math
 import os
 import statistics
 import textwrap
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from ganforge.monitor.stats import from_json_safe, read_jsonl, to_json_safe
 
 __all__ = [
     "CODES",
@@ -174,28 +175,6 @@ _FAMILIES = {
 # JSON helpers: JSON has no NaN or infinity, so they travel as the strings "nan", "inf", "-inf".
 
 
-def _to_json(value: Any) -> Any:
-    """Replace non-finite floats (at any depth) by strings, as stats.jsonl does."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_json(v) for v in value]
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    """Inverse of :func:`_to_json`."""
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
 def _number(value: Any) -> float | None:
     """A float from a stats value (number or "nan"/"inf" string); None for anything else."""
     if isinstance(value, bool):
@@ -211,21 +190,6 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """The JSON objects of a .jsonl file, skipping blank and torn lines (a writer killed mid-line)."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
 
 
 def _median(values: list[float]) -> float:
@@ -265,7 +229,7 @@ class Finding:
             "step": int(self.step),
             "last_step": int(self.last_step),
             "message": self.message,
-            "evidence": {k: _to_json(float(v)) for k, v in self.evidence.items()},
+            "evidence": {k: to_json_safe(float(v)) for k, v in self.evidence.items()},
             "advice": self.advice,
         }
 
@@ -564,7 +528,7 @@ class Doctor:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the doctor knows, JSON-safe, so that a resumed run continues it exactly."""
-        return _to_json(
+        return to_json_safe(
             {
                 "version": 1,
                 "config": asdict(self.config),
@@ -588,7 +552,7 @@ class Doctor:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (config, loss and counts included)."""
-        s = _from_json(json.loads(json.dumps(state)))  # a deep copy, whatever the caller does later
+        s = from_json_safe(json.loads(json.dumps(state)))  # a deep copy, whatever the caller does later
         self.config = DoctorConfig.from_dict(s.get("config", {}))
         self.loss = str(s.get("loss", self.loss))
         self.family = _FAMILIES.get(self.loss.lower().replace("-", "_"), "logistic")
@@ -1172,11 +1136,11 @@ def diagnose(run_dir: str | os.PathLike, config: DoctorConfig | None = None) -> 
     )
     events: list[tuple[float, int, int, dict[str, Any]]] = []
     if stats_path.is_file():
-        for i, record in enumerate(_read_jsonl(stats_path)):
+        for i, record in enumerate(read_jsonl(stats_path)):
             step = _number(record.get("step"))
             events.append((step if step is not None else math.inf, 0, i, record))
     if metrics_path.is_file():
-        for i, record in enumerate(_read_jsonl(metrics_path)):
+        for i, record in enumerate(read_jsonl(metrics_path)):
             step = _number(record.get("step"))
             events.append((step if step is not None else math.inf, 1, i, record))
     events.sort(key=lambda e: e[:3])  # at equal steps, the stats line first: evaluation follows the log
@@ -1198,9 +1162,9 @@ def read_doctor_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for record in _read_jsonl(path):
+    for record in read_jsonl(path):
         if isinstance(record.get("evidence"), dict):
-            record["evidence"] = _from_json(record["evidence"])
+            record["evidence"] = from_json_safe(record["evidence"])
         records.append(record)
     return records
 

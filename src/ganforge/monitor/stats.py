@@ -100,15 +100,44 @@ class Collector:
             self._writer = None
 
 
-def read_stats(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Yield the records of a ``stats.jsonl`` file, skipping a torn last line (a killed writer)."""
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file, skipping blank lines and a torn last line (a killed writer)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except ValueError:
                 continue
-            yield {k: (float(v) if v in ("nan", "inf", "-inf") else v) for k, v in rec.items()}
+            if isinstance(record, dict):
+                yield record
+
+
+def to_json_safe(value: Any) -> Any:
+    """Non-finite floats (at any depth) as the strings "nan", "inf", "-inf": JSON has no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_safe(v) for v in value]
+    return value
+
+
+def from_json_safe(value: Any) -> Any:
+    """Inverse of :func:`to_json_safe`."""
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: from_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json_safe(v) for v in value]
+    return value
+
+
+def read_stats(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Yield the records of a ``stats.jsonl`` file (non-finite values back as floats), skipping a torn last line."""
+    for rec in read_jsonl(path):
+        yield {k: (float(v) if v in ("nan", "inf", "-inf") else v) for k, v in rec.items()}

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ganforge.metrics.protocol import read_scores
 from ganforge.monitor.doctor import Doctor, Finding
-from ganforge.monitor.stats import read_stats
+from ganforge.monitor.stats import read_jsonl, read_stats
 from ganforge.train.config import RunConfig
 from ganforge.train.trainer import Callback, StopTraining, Trainer
 
@@ -94,15 +94,7 @@ class DoctorCallback(Callback):
             (self.doctor.observe_metric if kind else self.doctor.observe)(rec)
 
     def _load_log(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a torn last line
-        return out
+        return list(read_jsonl(self.path)) if self.path.exists() else []  # as written: non-finite values as strings
 
     def on_start(self, trainer: Trainer) -> None:
         if trainer.step > 0:  # resumed: findings after the checkpoint belong to the part being redone
