@@ -101,8 +101,8 @@ class Collector:
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """The JSON objects of a ``.jsonl`` file, skipping blank lines and a torn last line (a killed writer)."""
-    with open(path, encoding="utf-8") as f:
+    """The JSON objects of a ``.jsonl`` file, skipping blank, undecodable and torn lines (a killed writer)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if not line:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ganforge import __version__
 from ganforge.errors import GanforgeError
+from ganforge.monitor.stats import read_jsonl
 
 REPORT_FILE = "report.html"
 MAX_POINTS = 2000  # per series in an SVG; longer series are min/max-decimated (spikes survive)
@@ -62,20 +63,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a ``.jsonl`` file; torn or non-object lines (a killed writer) are skipped."""
+    """The JSON objects of a ``.jsonl`` file (see `read_jsonl`); a missing or unreadable file gives none."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return list(read_jsonl(path))
     except OSError:
         return []
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _number(value: Any) -> float | None:
