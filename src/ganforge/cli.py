@@ -120,13 +120,17 @@ _FLAG_TO_FIELD = {
     "instance_noise_steps": "instance_noise_steps", "label_smoothing": "label_smoothing",
     "doctor": "doctor", "stop_at_equilibrium": "stop_at_equilibrium", "auto_remedy": "auto_remedy",
     "report": "report",
+    # translate train
+    "a": "data", "b": "data_b", "cycle_weight": "cycle_weight", "identity_weight": "identity_weight",
+    "pool_size": "pool_size", "paired_test": "paired_test",
 }
 
 
 def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ganforge.errors import ConfigError
 
-    settings = {field: getattr(args, flag) for flag, field in _FLAG_TO_FIELD.items() if getattr(args, flag) is not None}
+    settings = {field: getattr(args, flag) for flag, field in _FLAG_TO_FIELD.items()
+                if getattr(args, flag, None) is not None}
     if args.beta1 is not None or args.beta2 is not None:
         settings["betas"] = (0.5 if args.beta1 is None else args.beta1, 0.999 if args.beta2 is None else args.beta2)
     if args.eval_metrics:
@@ -166,9 +170,13 @@ def _resolve_default_data(settings: dict[str, Any]) -> None:
               file=sys.stderr)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None
+                      ) -> tuple[Any, dict[str, Any], str | None]:
+    """(config, settings, run directory) from flags. With ``--resume``: the stored config, changed only where
+    a resumed run may change, and no settings. For a new run: no config yet, and the settings layered as
+    ``base`` < preset < TOML < flags (the caller fills in what depends on the data, then builds the config)."""
     from ganforge.errors import ConfigError
-    from ganforge.train import RunConfig, train
+    from ganforge.train import RunConfig
     from ganforge.train.config import load_toml
     from ganforge.train.rundir import RunDir
 
@@ -196,9 +204,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "or start a new run with another --out"
             )
         config = stored.merged({k: v for k, v in wanted.items() if k in RunConfig.RESUMABLE_CHANGES})
-        out = args.out
-    else:
-        settings = {**file_settings, **explicit}
+        return config, {}, args.out
+    return None, {**(base or {}), **file_settings, **explicit}, args.out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ganforge.train import RunConfig, train
+
+    config, settings, out = _config_from_args(args)
+    if config is None:
         _resolve_default_data(settings)
         if "model" not in settings and str(settings["data"]).lower() in ("ring8", "grid25"):
             settings["model"] = "mlp"  # 2-D points: DCGAN's convolutions do not apply
@@ -207,8 +221,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             settings["steps"] = DEFAULT_STEPS.get(key, 2000)
         config = RunConfig().merged(settings)
         name = Path(str(config.data)).stem if os.sep in str(config.data) else config.data
-        out = args.out or os.path.join("runs", f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = out or os.path.join("runs", f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     result = train(config, out, resume=args.resume)
+    print_train_result(result)
+    return 0
+
+
+def print_train_result(result: Any) -> None:
+    """What a finished (or stopped) training says: steps, time, last stats, where everything is."""
     if result.stopped:
         print(f"stopped early: {result.stopped}")
     s = result.stats
@@ -220,7 +240,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"samples: {result.last_sample}")
     if (Path(result.run_dir) / "report.html").is_file():
         print(f"report: {Path(result.run_dir) / 'report.html'}")
-    return 0
 
 
 def _norm(v: Any) -> Any:
@@ -374,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_tune_parser(sub, _add_train_flags)
     p.set_defaults(func=lambda args: cmd_tune(args, _explicit_settings))
 
+    from ganforge.apps.translate_cli import add_translate_parser
+
+    add_translate_parser(sub, _add_train_flags)
+
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples from a run's generator (EMA weights when the run kept them).")
     p.add_argument("run_dir", help="a run directory written by `ganforge train`")
@@ -446,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as e:
         print(f"\nganforge {args.command}: stopped at step {e.step}; checkpoint written to {e.checkpoint}. "
-              f"Continue with: ganforge train --out {e.checkpoint.parent.parent} --resume auto", file=sys.stderr)
+              f"Continue with: ganforge {'translate train' if args.command == 'translate' else 'train'} "
+              f"--out {e.checkpoint.parent.parent} --resume auto", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print(f"\nganforge {args.command}: interrupted", file=sys.stderr)

@@ -136,6 +136,29 @@ def smooth_real_labels(loss: GANLoss, smoothing: float) -> GANLoss:
     return GANLoss(loss.name, discriminator, loss.generator)
 
 
+def decision_threshold(loss: GANLoss) -> float:
+    """The D output that separates "real" from "fake" for ``loss``: 0.5 for LSGAN (targets 0 and 1), else 0."""
+    return 0.5 if loss.name == "lsgan" else 0.0
+
+
+def real_probability(loss: GANLoss, logits: Tensor) -> Tensor:
+    """D's outputs read as "how real" in [0, 1]: σ(logit) for the logistic losses, the clamped LSGAN score
+    (its targets are 0 and 1), and σ of the score for hinge and Wasserstein (a monotone summary only)."""
+    return logits.clamp(0, 1) if loss.name == "lsgan" else torch.sigmoid(logits)
+
+
+# --- image-to-image terms (CycleGAN) ---------------------------------------------------------------------
+def cycle_loss(original: Tensor, reconstructed: Tensor) -> Tensor:
+    """Cycle consistency (Zhu et al. 2017): E‖F(G(x)) − x‖₁, the mean absolute error per pixel."""
+    return (reconstructed - original).abs().mean()
+
+
+def identity_loss(target_domain_image: Tensor, translated: Tensor) -> Tensor:
+    """Identity mapping (Taigman et al. 2017): E‖G(y) − y‖₁ for y already in G's target domain; it keeps
+    colours and tones that need not change."""
+    return (translated - target_domain_image).abs().mean()
+
+
 # --- regularisers ----------------------------------------------------------------------------------------
 def gradient_penalty(discriminator: torch.nn.Module, real: Tensor, fake: Tensor, **cond: Tensor | None) -> Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂."""

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from ganforge.data.spec import DataSpec
 from ganforge.errors import ConfigError
-from ganforge.nets import dcgan, mlp
+from ganforge.nets import cyclegan, dcgan, mlp
 from ganforge.nets.base import Discriminator, Generator
 
 NetConfig = mlp.Config | dcgan.Config
@@ -46,9 +46,20 @@ def config_for(family: str, **overrides: Any) -> NetConfig:
     return config_cls(**overrides)
 
 
+def config_for_cyclegan(**overrides: Any) -> cyclegan.Config:
+    """CycleGAN's network config with ``overrides``; ConfigError naming unknown keys (its networks map
+    images to images, so they are built by ``ganforge.nets.cyclegan.build``, not through FAMILIES)."""
+    valid = [field.name for field in dataclasses.fields(cyclegan.Config)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown cyclegan setting(s) {', '.join(unknown)}; valid settings: {', '.join(valid)}")
+    return cyclegan.Config(**overrides)
+
+
 def build(family: str, spec: DataSpec, **overrides: Any) -> tuple[Generator, Discriminator]:
     """Build (generator, discriminator) of ``family`` for ``spec``, with config ``overrides``."""
     return _family(family).build(config_for(family, **overrides), spec)
 
 
-__all__ = ["FAMILIES", "Discriminator", "Family", "Generator", "NetConfig", "build", "config_for"]
+__all__ = ["FAMILIES", "Discriminator", "Family", "Generator", "NetConfig", "build", "config_for",
+           "config_for_cyclegan"]

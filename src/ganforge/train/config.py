@@ -29,6 +29,7 @@ class RunConfig:
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the family's Config
     conditional: bool = False
     data: str = "digits"
+    data_b: str | None = None  # CycleGAN (model "cyclegan"): the second domain; `data` is domain A
     data_dir: str | None = None
     image_size: int | None = None
     # objective and optimisers
@@ -50,6 +51,11 @@ class RunConfig:
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs
     instance_noise_steps: int = 0  # anneal that noise linearly to 0 over this many steps (0 = keep it constant)
     label_smoothing: float = 0.0  # one-sided: D's target for real data is 1 - this
+    # CycleGAN (see ganforge.train.cycle_step)
+    cycle_weight: float = 10.0  # λ of the cycle-consistency L1 terms
+    identity_weight: float = 0.5  # identity L1 weight, as a share of cycle_weight (0 = off)
+    pool_size: int = 50  # fakes kept in each discriminator's history pool (0 = off)
+    paired_test: bool = False  # the test splits of A and B are paired (b_test[i] is a_test[i] translated)
     preset: str | None = None  # the preset these settings started from (recorded; see PRESETS)
     # length and batching
     steps: int | None = None
@@ -79,7 +85,7 @@ class RunConfig:
     RESUMABLE_CHANGES = frozenset(
         {"steps", "epochs", "device", "threads", "sample_every", "checkpoint_every", "log_every",
          "keep_checkpoints", "progress", "data_dir", "eval_every", "eval_n", "eval_metrics", "best_metric",
-         "doctor", "stop_at_equilibrium", "auto_remedy", "report"}
+         "doctor", "stop_at_equilibrium", "auto_remedy", "report", "paired_test"}
     )
 
     def validate(self) -> None:
@@ -127,6 +133,27 @@ class RunConfig:
             raise ConfigError("--auto-remedy needs the doctor; drop --no-doctor")
         if self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.threads}")
+        if self.model == "cyclegan":
+            self._validate_cyclegan()
+
+    # stabilisers of the noise-to-image step that CycleGANStep does not implement
+    _NOT_FOR_CYCLEGAN = ("conditional", "pack", "diffaugment", "instance_noise", "label_smoothing", "gp_weight",
+                         "r1_weight", "ema", "minibatch_std", "auto_remedy")
+
+    def _validate_cyclegan(self) -> None:
+        if not self.data_b:
+            raise ConfigError("a CycleGAN run needs two domains: give --a and --b (data and data_b)")
+        if self.cycle_weight < 0 or self.identity_weight < 0:
+            raise ConfigError("--cycle-weight and --identity-weight must be >= 0")
+        if not isinstance(self.pool_size, int) or self.pool_size < 0:
+            raise ConfigError(f"--pool-size must be an integer >= 0 (50 in the reference), got {self.pool_size!r}")
+        if self.n_critic != 1:
+            raise ConfigError("CycleGAN updates each discriminator once per step; drop --n-critic")
+        default = RunConfig()
+        used = [name for name in self._NOT_FOR_CYCLEGAN if getattr(self, name) != getattr(default, name)]
+        if used:
+            raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in used)}: not available for CycleGAN "
+                              "(it has spectral norm, --lr-decay, the image pool and --loss)")
 
     def model_overrides(self) -> dict[str, Any]:
         """The network family's settings: ``model_config`` plus the stabilisers that live in the networks."""

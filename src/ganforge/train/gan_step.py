@@ -13,7 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.losses import GANLoss, gradient_penalty, r1_penalty, smooth_real_labels
+from ganforge.losses import (
+    GANLoss,
+    decision_threshold,
+    gradient_penalty,
+    r1_penalty,
+    real_probability,
+    smooth_real_labels,
+)
 from ganforge.monitor import report
 from ganforge.train.augment import diff_augment, parse_policy
 from ganforge.train.ema import EMA
@@ -190,10 +197,11 @@ class GANStep:
             real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
             report("Loss/D", loss_d)
             report("Loss/G", loss_g)
-            report("D/real", torch.sigmoid(real_logits))
-            report("D/fake", torch.sigmoid(fake_logits))
-            report("D/acc_real", (real_logits > 0).float())
-            report("D/acc_fake", (fake_logits < 0).float())
+            threshold = decision_threshold(self.base_loss)
+            report("D/real", real_probability(self.base_loss, real_logits))
+            report("D/fake", real_probability(self.base_loss, fake_logits))
+            report("D/acc_real", (real_logits > threshold).float())
+            report("D/acc_fake", (fake_logits < threshold).float())
             report("D/margin", real_logits.mean() - fake_logits.mean())
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 

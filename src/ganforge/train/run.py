@@ -103,8 +103,13 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
     ``resume`` is None (new run), ``"auto"`` (newest checkpoint in ``out``) or a checkpoint path.
     ``callbacks`` (`ganforge.train.trainer.Callback`) see every stats flush and evaluation and may
     stop the run by raising `StopTraining` (e.g. a hyperparameter search pruning a trial).
-    Raises `Interrupted` after writing a checkpoint if SIGINT/SIGTERM arrives.
+    Raises `Interrupted` after writing a checkpoint if SIGINT/SIGTERM arrives. A ``model="cyclegan"``
+    config trains an image-to-image translation (see `ganforge.train.cycle_run`).
     """
+    if config.model == "cyclegan":
+        from ganforge.train.cycle_run import train_cyclegan
+
+        return train_cyclegan(config, out, resume=resume, callbacks=callbacks)
     config.validate()
     run = RunDir(out)
     checkpoint: Path | None = None

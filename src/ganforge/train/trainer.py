@@ -29,7 +29,7 @@ from ganforge.train.checkpoint import (
     verify_checkpoint,
 )
 from ganforge.train.config import RunConfig
-from ganforge.train.gan_step import GANStep
+from ganforge.train.gan_step import GANStep  # or any object with the same protocol (e.g. CycleGANStep)
 from ganforge.train.rundir import RunDir
 from ganforge.train.runtime import BatchStream
 
@@ -125,6 +125,8 @@ class Trainer:
             "noise_device": str(self.step_fn.noise.device.type),
             "torch_rng": torch.get_rng_state(),
             "step_settings": self.step_fn.settings() if hasattr(self.step_fn, "settings") else {},
+            # what else a step carries between steps (e.g. CycleGAN's image pools)
+            "step_extra": self.step_fn.extra_state() if hasattr(self.step_fn, "extra_state") else {},
             "elapsed": self.elapsed_before + (time.time() - self._t0 if hasattr(self, "_t0") else 0.0),
         }
         if torch.cuda.is_available():
@@ -166,6 +168,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if state.get("step_settings") and hasattr(self.step_fn, "load_settings"):
             self.step_fn.load_settings(state["step_settings"])
+        if state.get("step_extra") and hasattr(self.step_fn, "load_extra_state"):
+            self.step_fn.load_extra_state(state["step_extra"])
         self.step = int(state["step"])
         self.stream.position = int(state["stream_position"])
         self.elapsed_before = float(state.get("elapsed", 0.0))

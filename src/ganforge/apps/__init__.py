@@ -1,0 +1,15 @@
+"""User-facing facades over the library's parts: each adds an API, never a training loop of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Translator"]
+
+
+def __getattr__(name: str) -> Any:  # imported on first use: `import ganforge.apps` stays light
+    if name == "Translator":
+        from ganforge.apps.translator import Translator
+
+        return Translator
+    raise AttributeError(f"module 'ganforge.apps' has no attribute {name!r}")
