@@ -7,3 +7,20 @@ wait-policy environment variables before torch loads its OpenMP runtime.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from typing import Any  # noqa: E402
+
+__all__ = ["TabularGAN", "Translator", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """The application facades, imported on first use (``from ganforge import TabularGAN``)."""
+    if name == "TabularGAN":
+        from ganforge.apps.tabular import TabularGAN
+
+        return TabularGAN
+    if name == "Translator":
+        from ganforge.apps.translator import Translator
+
+        return Translator
+    raise AttributeError(f"module 'ganforge' has no attribute {name!r}")

@@ -397,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_translate_parser(sub, _add_train_flags)
 
+    from ganforge.apps.tabular_cli import add_tabular_parser
+
+    add_tabular_parser(sub)
+
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples from a run's generator (EMA weights when the run kept them).")
     p.add_argument("run_dir", help="a run directory written by `ganforge train`")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Translator"]
+__all__ = ["TabularGAN", "Translator"]
 
 
 def __getattr__(name: str) -> Any:  # imported on first use: `import ganforge.apps` stays light
+    if name == "TabularGAN":
+        from ganforge.apps.tabular import TabularGAN
+
+        return TabularGAN
     if name == "Translator":
         from ganforge.apps.translator import Translator
 

@@ -1,0 +1,227 @@
+"""Synthetic tables: ganforge's TabularGAN vs CTGAN and TVAE (the `ctgan` package), a Gaussian copula and
+independent per-column sampling, on three real tables, judged by ganforge's audit and by SDMetrics.
+
+    python bench/tabular.py --data-dir DIR [--tables credit_data,default,colon] [--seeds 0,1,2]
+                            [--systems ganforge,ctgan,tvae,copula,independent,ganforge_dp1,ganforge_dp5]
+
+DIR (or $GANFORGE_TABLES) holds credit_data.csv, default.csv and colon.csv. Each table is split 80/20,
+stratified on its target, with the seed; every system is fitted on the 80% in its own process with one
+thread (fit wall and CPU seconds are comparable), samples as many rows as the training split, and is
+audited against the 20% holdout. CTGAN/TVAE need `pip install ctgan sdmetrics` (they pin pandas < 3: use
+a separate virtual environment, e.g. `python -m venv --system-site-packages`). Results are appended as
+JSON lines to bench/results/tabular.jsonl and summarised in bench/results/tabular.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+TABLES = {"credit_data": "Status", "default": "default", "colon": "status"}
+ALL_SYSTEMS = ["ganforge", "ctgan", "tvae", "copula", "independent", "ganforge_dp1", "ganforge_dp5"]
+
+
+# --- baselines -------------------------------------------------------------------------------------------
+def independent(train, n: int, seed: int):
+    """Each column resampled on its own: every marginal kept, every relation between columns lost."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({c: train[c].to_numpy()[rng.integers(len(train), size=n)] for c in train.columns})
+
+
+def gaussian_copula(train, n: int, seed: int):
+    """A Gaussian copula: every column mapped to normal scores through its empirical CDF (categories by their
+    cumulative frequency intervals), the correlation of the scores fitted, sampled, mapped back by quantiles."""
+    import pandas as pd
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    m = len(train)
+    scores, inverse = [], []
+    for c in train.columns:
+        col = train[c]
+        order = np.argsort(np.argsort(col.astype(str).to_numpy() if col.dtype == object else col.to_numpy(),
+                                      kind="stable"), kind="stable")
+        scores.append(norm.ppf((order + 0.5) / m))
+        sorted_values = col.to_numpy()[np.argsort(col.astype(str).to_numpy() if col.dtype == object
+                                                  else col.to_numpy(), kind="stable")]
+        inverse.append(sorted_values)
+    z = np.nan_to_num(np.stack(scores, 1))
+    corr = np.corrcoef(z, rowvar=False) + 1e-6 * np.eye(z.shape[1])
+    draws = rng.multivariate_normal(np.zeros(z.shape[1]), corr, size=n)
+    idx = np.clip((norm.cdf(draws) * m).astype(int), 0, m - 1)
+    return pd.DataFrame({c: inverse[j][idx[:, j]] for j, c in enumerate(train.columns)}).astype(train.dtypes)
+
+
+# --- one fit in its own process ----------------------------------------------------------------------------
+def _fit_and_sample(system: str, train, discrete: list[str], seed: int, epochs: int, queue) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    start, cpu0 = time.time(), time.process_time()
+    n = len(train)
+    try:
+        if system in ("ganforge", "ganforge_dp1", "ganforge_dp5"):
+            from ganforge.apps.tabular import DPConfig, TabularGAN
+
+            dp = None if system == "ganforge" else DPConfig(epsilon=float(system[len("ganforge_dp"):]))
+            model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1)
+            model.fit(train, discrete_columns=discrete)
+            fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0
+            synthetic = model.sample(n, seed=seed)
+            extra = {"privacy": model.privacy}
+        elif system in ("ctgan", "tvae"):
+            from ctgan import CTGAN, TVAE
+
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            model = CTGAN(epochs=epochs) if system == "ctgan" else TVAE(epochs=epochs)
+            model.fit(train, discrete_columns=discrete)
+            fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0
+            synthetic = model.sample(n)
+            extra = {}
+        elif system == "copula":
+            synthetic = gaussian_copula(train, n, seed)
+            fit_s, fit_cpu, extra = time.time() - start, time.process_time() - cpu0, {}
+        else:
+            synthetic = independent(train, n, seed)
+            fit_s, fit_cpu, extra = time.time() - start, time.process_time() - cpu0, {}
+        queue.put({"synthetic": synthetic, "fit_s": fit_s, "fit_cpu_s": fit_cpu, **extra})
+    except Exception as e:  # noqa: BLE001 - reported in the results, the benchmark goes on
+        queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def run_isolated(system, train, discrete, seed, epochs) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_fit_and_sample, args=(system, train, discrete, seed, epochs, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+# --- measuring ---------------------------------------------------------------------------------------------
+def out_of_range(train, synthetic) -> float:
+    cells = bad = 0
+    for c in train.columns:
+        if train[c].dtype.kind in "fi" and train[c].notna().any():
+            values = synthetic[c].dropna().to_numpy(dtype=float)
+            cells += len(values)
+            bad += int(((values < train[c].min()) | (values > train[c].max())).sum())
+    return bad / max(cells, 1)
+
+
+def sdmetrics_quality(train, synthetic, discrete: list[str]) -> dict:
+    try:
+        from sdmetrics.reports.single_table import QualityReport
+    except ImportError:
+        return {}
+    metadata = {"columns": {c: {"sdtype": "categorical" if (c in discrete or train[c].dtype == object
+                                                            or train[c].dtype == bool) else "numerical"}
+                            for c in train.columns}}
+    report = QualityReport()
+    report.generate(train, synthetic[train.columns], metadata, verbose=False)
+    props = report.get_properties().set_index("Property")["Score"]
+    return {"sdm_quality": float(report.get_score()), "sdm_shapes": float(props.get("Column Shapes", np.nan)),
+            "sdm_pairs": float(props.get("Column Pair Trends", np.nan))}
+
+
+def measure(train, holdout, synthetic, target: str, discrete: list[str], seed: int) -> dict:
+    from ganforge.metrics.tabular import audit
+
+    report = audit(train, synthetic[train.columns], holdout, target=target, discrete_columns=discrete, seed=seed)
+    d = report.to_dict()
+    minority = train[target].value_counts().idxmin()
+    auc = ((d.get("utility") or {}).get("metrics") or {}).get("roc_auc") or {}
+    gaps = [c.get("max_rate_difference_pp") for c in d["fidelity"]["columns"].values()]
+    row = {
+        "fidelity": d["fidelity"]["score"], "shapes": d["fidelity"]["column_shapes"],
+        "pairs": d["fidelity"]["column_pair_trends"], "tstr_auc": auc.get("tstr"), "trtr_auc": auc.get("trtr"),
+        "rare_rate_real": float((train[target] == minority).mean()),
+        "rare_rate_synth": float((synthetic[target] == minority).mean()),
+        "max_category_gap_pp": max([g for g in gaps if g is not None], default=None),
+        "out_of_range": out_of_range(train, synthetic),
+        "dcr_ratio": d["privacy"]["dcr_ratio"], "exact_copies": d["privacy"]["exact_copy_share"],
+        "mia_auc": d["privacy"]["mia_auc"], "privacy_risk": d["privacy"]["risk"],
+    }
+    row.update(sdmetrics_quality(train, synthetic, discrete))
+    return row
+
+
+def main() -> None:
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=os.environ.get("GANFORGE_TABLES"))
+    p.add_argument("--tables", default=",".join(TABLES))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--systems", default=",".join(ALL_SYSTEMS))
+    p.add_argument("--epochs", type=int, default=300, help="CTGAN's default, for every GAN/VAE")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "tabular.jsonl"))
+    args = p.parse_args()
+    if not args.data_dir:
+        raise SystemExit("give --data-dir DIR (or $GANFORGE_TABLES) with credit_data.csv, default.csv, colon.csv")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cpus"
+    for table in args.tables.split(","):
+        target = TABLES[table]
+        df = pd.read_csv(Path(args.data_dir) / f"{table}.csv")
+        discrete = [c for c in df.columns if df[c].dtype == object or df[c].dtype == bool
+                    or (df[c].dtype.kind == "i" and df[c].nunique() <= 20) or c == target]
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            train, holdout = train_test_split(df, test_size=0.2, stratify=df[target], random_state=seed)
+            train, holdout = train.reset_index(drop=True), holdout.reset_index(drop=True)
+            for system in args.systems.split(","):
+                result = run_isolated(system, train, discrete, seed, args.epochs)
+                row = {"table": table, "seed": seed, "system": system, "epochs": args.epochs,
+                       "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine}
+                if "error" in result:
+                    row["error"] = result["error"]
+                else:
+                    row.update(fit_s=result["fit_s"], fit_cpu_s=result["fit_cpu_s"],
+                               privacy=result.get("privacy"),
+                               **measure(train, holdout, result["synthetic"], target, discrete, seed))
+                with open(out, "a") as f:
+                    f.write(json.dumps(row, default=str) + "\n")
+                print(json.dumps({k: row.get(k) for k in ("table", "seed", "system", "fit_s", "sdm_quality",
+                                                          "fidelity", "tstr_auc", "mia_auc", "error")}), flush=True)
+    summarise(out)
+
+
+def summarise(path: Path) -> None:
+    """bench/results/tabular.md from the JSON lines: mean (and std) over seeds per table and system."""
+    import pandas as pd
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    df = pd.DataFrame([r for r in rows if "error" not in r])
+    cols = ["fit_s", "fit_cpu_s", "sdm_quality", "sdm_shapes", "sdm_pairs", "fidelity", "shapes", "pairs", "tstr_auc",
+            "trtr_auc", "rare_rate_real", "rare_rate_synth", "max_category_gap_pp", "out_of_range", "dcr_ratio",
+            "exact_copies", "mia_auc"]
+    lines = ["# Synthetic tables: ganforge vs CTGAN, TVAE, Gaussian copula, independent sampling", "",
+             f"Machine and dates: {sorted({r['machine'] for r in rows})}, {sorted({r['date'][:10] for r in rows})}. "
+             "Mean over seeds (n = seeds run). `python bench/tabular.py` (see its docstring).", ""]
+    for table, part in df.groupby("table", sort=False):
+        lines += [f"## {table}", "", "| system | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+        for system, g in part.groupby("system", sort=False):
+            cells = [f"{g[c].astype(float).mean():.3f}" if c in g and g[c].notna().any() else "" for c in cols]
+            lines.append(f"| {system} | {len(g)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    errors = [r for r in rows if "error" in r]
+    if errors:
+        lines += ["## Errors", ""] + [f"- {r['table']} seed {r['seed']} {r['system']}: {r['error']}" for r in errors]
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

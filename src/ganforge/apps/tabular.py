@@ -1,0 +1,418 @@
+"""`TabularGAN`: synthetic tables that keep the statistics of a real one, optionally with differential privacy.
+
+    import pandas as pd
+    from ganforge import TabularGAN
+    from ganforge.apps.tabular import DPConfig
+
+    model = TabularGAN(epochs=300).fit(df, discrete_columns=["Status"])
+    synthetic = model.sample(1000, seed=0)                       # same columns, dtypes and categories
+    bad_only = model.sample(200, conditions={"Status": "bad"})
+    model.save("models/credit"); model = TabularGAN.load("models/credit")   # JSON + safetensors, no pickle
+
+    private = TabularGAN(dp=DPConfig(epsilon=5.0)).fit(df)      # DP-SGD critic; (ε, δ) kept with the model
+
+How it works: `ganforge.data.tabular.TabularTransformer` encodes rows (mode-specific normalisation of
+numeric columns, exact point masses such as the zeros of zero-inflated columns, missing-value
+indicators, one-hot categories; identifiers are never learned); `ganforge.nets.tabular` is CTGAN's
+residual generator and packed critic; `ganforge.train.tabular_step` trains them with WGAN-GP,
+training-by-sampling and the conditional loss, inside ganforge's own `Trainer` (stats, doctor,
+checkpoints, resume, progress bar).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganforge.errors import ConfigError
+
+MODEL_FILE = "tabular_gan.json"
+WEIGHTS_FILE = "generator.safetensors"
+FORMAT = 1
+
+
+@dataclass
+class DPConfig:
+    """Differential privacy of a `TabularGAN` fit: the whole fit is (``epsilon``, ``delta``)-DP.
+
+    The critic is trained with DP-SGD (per-sample gradient clipping to ``max_grad_norm``, Gaussian noise
+    calibrated so that the planned number of steps spends the budget, Poisson sampling; the generator only
+    sees the critic, so it is post-processing). Preprocessing statistics are either declared by you
+    (``bounds`` {column: (low, high)} and ``categories`` {column: [values]}: public, free) or estimated with
+    DP mechanisms from ``preprocessing_share`` of ε (and half of δ). ``delta`` defaults to 1 / n^1.1.
+    """
+
+    epsilon: float
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    preprocessing_share: float = 0.1
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, list] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.epsilon, int | float) and math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ConfigError(f"epsilon must be a positive number (e.g. 1 or 5), got {self.epsilon!r}")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), e.g. 1e-5; got {self.delta!r}")
+        if self.max_grad_norm <= 0:
+            raise ConfigError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
+        if not 0 < self.preprocessing_share < 1:
+            raise ConfigError(f"preprocessing_share must be in (0, 1), got {self.preprocessing_share}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["bounds"] = {k: list(v) for k, v in self.bounds.items()}
+        return d
+
+
+HYPERPARAMETERS = ("epochs", "steps", "batch_size", "z_dim", "generator_dims", "discriminator_dims", "pac",
+                   "dropout", "lr_g", "lr_d", "weight_decay", "n_critic", "gp_weight", "max_modes", "seed",
+                   "device", "threads", "progress", "doctor", "log_every", "checkpoint_every")
+
+
+class TabularGAN:
+    """A conditional tabular GAN with CTGAN's architecture (and CTGAN's defaults where not said otherwise).
+
+    Every hyperparameter is a public attribute of the same name. ``steps`` overrides ``epochs``.
+    """
+
+    def __init__(self, *, epochs: float = 300, steps: int | None = None, batch_size: int = 500, z_dim: int = 128,
+                 generator_dims: tuple[int, ...] = (256, 256), discriminator_dims: tuple[int, ...] = (256, 256),
+                 pac: int = 10, dropout: float = 0.5, lr_g: float = 2e-4, lr_d: float = 2e-4,
+                 weight_decay: float = 1e-6, n_critic: int = 1, gp_weight: float = 10.0, max_modes: int = 10,
+                 seed: int = 0, dp: DPConfig | None = None, device: str = "cpu", threads: int = 0,
+                 progress: bool = True, doctor: bool = True, log_every: int = 50, checkpoint_every: int = 1000):
+        self.epochs, self.steps, self.batch_size, self.z_dim = epochs, steps, batch_size, z_dim
+        self.generator_dims, self.discriminator_dims = tuple(generator_dims), tuple(discriminator_dims)
+        self.pac, self.dropout, self.lr_g, self.lr_d = pac, dropout, lr_g, lr_d
+        self.weight_decay, self.n_critic, self.gp_weight, self.max_modes = weight_decay, n_critic, gp_weight, max_modes
+        self.seed, self.dp, self.device, self.threads = seed, dp, device, threads
+        self.progress, self.doctor = progress, doctor
+        self.log_every, self.checkpoint_every = log_every, checkpoint_every
+        if dp is not None and not isinstance(dp, DPConfig):
+            raise ConfigError("dp must be a DPConfig(epsilon=..., delta=...)")
+        if batch_size < 1 or (steps is None and not epochs > 0) or (steps is not None and steps < 1):
+            raise ConfigError("batch_size, and epochs or steps, must be positive")
+        self.transformer = None
+        self.generator = None
+        self.privacy: dict[str, Any] | None = None
+        self.condition_frequencies: list[list[float]] = []
+        self.notes: list[str] = []
+        self.run_dir: Path | None = None
+
+    # --- fitting -------------------------------------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        h = {k: getattr(self, k) for k in HYPERPARAMETERS}
+        h["generator_dims"], h["discriminator_dims"] = list(self.generator_dims), list(self.discriminator_dims)
+        h["dp"] = self.dp.to_dict() if self.dp is not None else None
+        return h
+
+    def fit(self, df: Any, discrete_columns: list[str] | None = None, *, column_types: dict[str, str] | None = None,
+            out: str | os.PathLike | None = None, resume: str | None = None) -> TabularGAN:
+        """Learn ``df`` (a pandas DataFrame); returns self. ``out`` keeps the training run (stats, doctor,
+        checkpoints) so ``resume="auto"`` can continue it; without it the run lives in a temporary folder."""
+        from ganforge.data.tabular import TabularTransformer
+
+        import_pandas()
+        check_frame(df)
+        dp = self.dp
+        delta = None
+        if dp is not None:
+            delta = dp.delta if dp.delta is not None else 1.0 / len(df) ** 1.1
+        transformer = TabularTransformer(column_types=column_types, discrete_columns=discrete_columns,
+                                         max_modes=self.max_modes, seed=self.seed)
+        if dp is None:
+            transformer.fit(df)
+        else:
+            transformer.fit(df, bounds=dp.bounds, categories=dp.categories,
+                            dp=(dp.epsilon * dp.preprocessing_share, delta / 2))
+        self.transformer = transformer
+        self.notes = list(transformer.notes)
+        for note in self.notes:
+            print(f"tabular: {note}", file=sys.stderr)
+        rows = torch.from_numpy(transformer.transform(df)).float()
+        if out is None:
+            with tempfile.TemporaryDirectory(prefix="ganforge-tabular-") as tmp:
+                self._train(rows, Path(tmp) / "run", None, delta)
+            self.run_dir = None
+        else:
+            self._train(rows, Path(out), resume, delta)
+            self.run_dir = Path(out)
+        return self
+
+    def _train(self, rows: torch.Tensor, out: Path, resume: str | None, delta: float | None) -> None:
+        from ganforge import __version__
+        from ganforge.nets.tabular import Config, build
+        from ganforge.train.config import RunConfig
+        from ganforge.train.rundir import RunDir
+        from ganforge.train.runtime import configure_threads, resolve_device
+        from ganforge.train.tabular_step import DPSGD, TabularStep, TabularStream
+        from ganforge.train.trainer import Callback, StopTraining, Trainer
+
+        dp = self.dp
+        n = rows.shape[0]
+        pac = 1 if dp is not None else self.pac  # a DP sample is one row: packs would group several people
+        batch = self.batch_size if dp is not None else max(pac, self.batch_size // pac * pac)
+        batch = min(batch, n // pac * pac) if dp is None else min(batch, n)
+        if batch < pac:
+            raise ConfigError(f"the table has {n} rows, fewer than one pack of {pac}: give more rows or pac=1")
+        steps = self.steps if self.steps is not None else max(1, math.ceil(self.epochs * n / batch / self.n_critic))
+        config = RunConfig(model="tabular", data="dataframe", loss="wasserstein" if dp is None else "non_saturating",
+                           lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.5, 0.9), n_critic=self.n_critic,
+                           gp_weight=self.gp_weight if dp is None else 0.0, steps=steps, batch_size=batch,
+                           seed=self.seed, device=self.device, threads=self.threads, progress=self.progress,
+                           log_every=self.log_every, checkpoint_every=self.checkpoint_every,
+                           sample_every=max(steps, 1), doctor=self.doctor, report=False)
+        config.validate()
+        configure_threads(self.threads)
+        device = resolve_device(self.device)
+        transformer = self.transformer
+        cond_spans = [] if dp is not None else transformer.condition_spans()
+        stream = TabularStream(rows, cond_spans, batch, self.seed, device, poisson=dp is not None)
+        self.condition_frequencies = [list(map(float, np.bincount(c, minlength=s.end - s.start) / n))
+                                      for c, s in zip(stream.categories, cond_spans, strict=True)]
+        net_config = Config(z_dim=self.z_dim, generator_dims=list(self.generator_dims),
+                            discriminator_dims=list(self.discriminator_dims), pac=pac, dropout=self.dropout)
+        torch.manual_seed(self.seed)
+        generator, discriminator = build(net_config, transformer.output_dim, stream.cond_dim)
+        generator.to(device)
+        discriminator.to(device)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=self.lr_g, betas=(0.5, 0.9), weight_decay=self.weight_decay)
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=self.lr_d, betas=(0.5, 0.9),
+                                 weight_decay=self.weight_decay)
+        noise = torch.Generator(device=device).manual_seed(self.seed)
+        privacy = None
+        if dp is not None:
+            from opacus.accountants.utils import get_noise_multiplier
+
+            budget = dp.epsilon * (1 - dp.preprocessing_share)
+            sigma = get_noise_multiplier(target_epsilon=budget, target_delta=delta / 2, sample_rate=stream.sample_rate,
+                                         steps=steps * self.n_critic, accountant="rdp")
+            privacy = DPSGD(discriminator, opt_d, noise_multiplier=sigma, max_grad_norm=dp.max_grad_norm,
+                            sample_rate=stream.sample_rate, expected_batch_size=batch, delta=delta / 2,
+                            generator=noise)
+        step = TabularStep(generator, discriminator, transformer.spans, cond_spans, opt_g, opt_d, noise=noise,
+                           n_critic=self.n_critic, gp_weight=config.gp_weight, dp=privacy)
+        run = RunDir(out)
+        record = {"ganforge_version": __version__, "config": config.to_dict(), "kind": "tabular",
+                  "spec": {"shape": [transformer.output_dim], "kind": "vector", "n_classes": 0, "cond_dim": 0,
+                           "name": "table", "class_names": []},
+                  "tabular": {"hyperparameters": self.hyperparameters(), "transformer": transformer.to_dict()},
+                  "data_source": "dataframe", "total_steps": steps, "device": str(device)}
+        if resume is None:
+            run.create(record)
+        elif not run.is_run():
+            raise ConfigError(f"resume: {out} holds no run to resume")
+
+        class Budget(Callback):
+            """Stops the run once DP-SGD has spent its share of the budget (e.g. a resumed run given more steps)."""
+
+            def on_log(self, trainer: Trainer, at: int, means: dict) -> None:
+                if privacy is not None and privacy.epsilon() >= budget * (1 + 1e-6):
+                    raise StopTraining(f"privacy budget spent: epsilon {privacy.epsilon():.3f} of {budget:.3f}")
+
+        hooks: list[Callback] = [Budget()]
+        if self.doctor:
+            from ganforge.train.doctor_hook import DoctorCallback
+
+            hooks.append(DoctorCallback(config, run.path, n_classes=0, total_steps=steps, is_image=False))
+
+        def preview(path: Path) -> None:
+            return None  # tables have no sample grid; sample() after fitting
+
+        trainer = Trainer(step, stream, run, config, steps, preview=preview, callbacks=hooks)  # type: ignore[arg-type]
+        if resume is not None:
+            latest = run.latest() if resume == "auto" else None
+            if resume == "auto" and latest is None:
+                raise ConfigError(f"resume auto: {run.checkpoints} holds no checkpoint")
+            trainer.restore(latest.path if latest is not None else resume)
+        if self.progress:
+            print(f"training TabularGAN on {n} rows x {len(transformer.columns)} columns ({transformer.output_dim} "
+                  f"encoded), {steps} steps of {batch}" + (f", DP epsilon {dp.epsilon}" if dp else ""), file=sys.stderr)
+        trainer.fit()
+        self.generator = generator.eval()
+        self._cond_spans = cond_spans
+        if dp is not None:
+            ledger = list(transformer.privacy_ledger) + [
+                {"column": "*", "what": "critic training (DP-SGD)", "epsilon": privacy.epsilon(), "delta": delta / 2,
+                 "mechanism": f"Gaussian, noise multiplier {sigma:.4g}, clip {dp.max_grad_norm}, sampling rate "
+                              f"{stream.sample_rate:.4g}, {sum(h[2] for h in privacy.accountant.history)} steps, RDP"}]
+            self.privacy = {"epsilon": float(sum(e["epsilon"] for e in ledger)),
+                            "delta": float(sum(e.get("delta") or 0.0 for e in ledger)), "target_epsilon": dp.epsilon,
+                            "target_delta": delta, "ledger": ledger}
+        else:
+            self.privacy = None
+
+    # --- sampling ------------------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if self.generator is None or self.transformer is None:
+            raise ConfigError("this TabularGAN is not fitted: call fit(df) or TabularGAN.load(dir)")
+
+    @torch.no_grad()
+    def sample(self, n: int, conditions: dict[str, Any] | None = None, seed: int | None = None,
+               max_tries: int = 100) -> Any:
+        """``n`` synthetic rows as a DataFrame with the training table's columns, dtypes and categories.
+
+        ``conditions`` {column: value} fixes discrete columns: the generator is conditioned on the value, and
+        rows that still do not match are drawn again (up to ``max_tries`` rounds).
+        """
+        from ganforge.nets.tabular import activate
+        from ganforge.train.tabular_step import Conditions
+
+        self._check_fitted()
+        import_pandas()
+        if not isinstance(n, int | np.integer) or n < 1:
+            raise ConfigError(f"n must be a positive number of rows, got {n!r}")
+        wanted = self._check_conditions(conditions or {})
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        noise = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        g = self.generator
+        device = next(g.parameters()).device
+        spans = self.transformer.spans
+        cond_spans = self._cond_spans
+        offsets = np.cumsum([0] + [s.end - s.start for s in cond_spans])
+        frames, have = [], 0
+        for _ in range(max_tries):
+            m = max(n - have, 64) if wanted else n
+            if cond_spans:
+                columns = np.empty(m, dtype=np.int64)
+                categories = np.empty(m, dtype=np.int64)
+                forced = self._cond_index(wanted)
+                if forced:  # condition on one of the fixed columns (each in turn)
+                    pick = rng.integers(len(forced), size=m)
+                    columns[:] = [forced[p][0] for p in pick]
+                    categories[:] = [forced[p][1] for p in pick]
+                else:
+                    columns = rng.integers(len(cond_spans), size=m)
+                    for c, freq in enumerate(self.condition_frequencies):
+                        where = columns == c
+                        categories[where] = rng.choice(len(freq), size=int(where.sum()), p=np.asarray(freq) /
+                                                       sum(freq))
+                vector = torch.zeros(m, int(offsets[-1]))
+                vector[np.arange(m), offsets[columns] + categories] = 1.0
+                cond = Conditions(vector.to(device), None, None)
+            else:
+                cond = Conditions(None, None, None)
+            z = torch.randn(m, g.z_dim, generator=noise).to(device)
+            rows = activate(g(z, cond.vector), spans, hard=True, generator=noise)
+            frame = self.transformer.inverse_transform(rows.cpu().numpy(), seed=int(rng.integers(2**31)))
+            for column, value in wanted.items():
+                frame = frame[frame[column] == value]
+            frames.append(frame)
+            have += len(frame)
+            if have >= n:
+                break
+        pd = import_pandas()
+        result = pd.concat(frames, ignore_index=True).iloc[:n].reset_index(drop=True) if frames else None
+        if result is None or len(result) < n:
+            raise ConfigError(f"could only generate {0 if result is None else len(result)} of {n} rows matching "
+                              f"{wanted} in {max_tries} rounds; the model rarely produces them")
+        return result
+
+    def _check_conditions(self, conditions: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for column, value in conditions.items():
+            info = {c.name: c for c in self.transformer.columns}.get(column)
+            if info is None:
+                raise ConfigError(f"condition on {column!r}: no such column; columns are "
+                                  f"{', '.join(c.name for c in self.transformer.columns)}")
+            if info.kind not in ("categorical", "boolean"):
+                raise ConfigError(f"condition on {column!r}: only discrete (categorical or boolean) columns can be "
+                                  f"conditioned on; {column} is {info.kind}")
+            values = self.transformer.category_values(column)
+            match = [v for v in values if v == value or str(v) == str(value)]
+            if not match:
+                raise ConfigError(f"condition {column}={value!r}: unknown value; {column} takes "
+                                  f"{', '.join(map(repr, values[:20]))}{' ...' if len(values) > 20 else ''}")
+            out[column] = match[0]
+        return out
+
+    def _cond_index(self, wanted: dict[str, Any]) -> list[tuple[int, int]]:
+        found = []
+        for i, span in enumerate(self._cond_spans):
+            if span.column in wanted:
+                found.append((i, self.transformer.category_values(span.column).index(wanted[span.column])))
+        return found
+
+    # --- saving and loading --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``tabular_gan.json`` (hyperparameters, transformer, privacy ledger) and the generator's weights."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        from ganforge import __version__
+
+        model = {"format": FORMAT, "ganforge_version": __version__, "hyperparameters": self.hyperparameters(),
+                 "transformer": self.transformer.to_dict(), "condition_frequencies": self.condition_frequencies,
+                 "condition_columns": [s.column for s in self._cond_spans], "privacy": self.privacy,
+                 "notes": self.notes}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        tmp = folder / (WEIGHTS_FILE + ".tmp")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, folder / WEIGHTS_FILE)
+        from ganforge.train.config import save_json
+
+        save_json(folder / MODEL_FILE, model)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> TabularGAN:
+        from safetensors.torch import load_file
+
+        from ganforge.data.tabular import TabularTransformer
+        from ganforge.nets.tabular import Config, build
+
+        folder = Path(path)
+        try:
+            model = json.loads((folder / MODEL_FILE).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{folder} holds no {MODEL_FILE}: not a saved TabularGAN") from None
+        except ValueError as e:
+            raise ConfigError(f"{folder / MODEL_FILE} is not valid JSON ({e})") from None
+        h = dict(model["hyperparameters"])
+        dp = h.pop("dp", None)
+        self = cls(**{k: v for k, v in h.items() if k in HYPERPARAMETERS},
+                   dp=DPConfig(**{**dp, "bounds": {k: tuple(v) for k, v in dp["bounds"].items()}}) if dp else None)
+        self.transformer = TabularTransformer.from_dict(model["transformer"])
+        self.condition_frequencies = model["condition_frequencies"]
+        by_column = {s.column: s for s in self.transformer.condition_spans()}
+        self._cond_spans = [by_column[c] for c in model["condition_columns"]]
+        self.privacy, self.notes = model.get("privacy"), model.get("notes", [])
+        cond_dim = sum(s.end - s.start for s in self._cond_spans)
+        pac = 1 if dp else self.pac
+        net_config = Config(z_dim=self.z_dim, generator_dims=list(self.generator_dims),
+                            discriminator_dims=list(self.discriminator_dims), pac=pac)
+        generator, _ = build(net_config, self.transformer.output_dim, cond_dim)
+        generator.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        self.generator = generator.to(device).eval()
+        return self
+
+
+def import_pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ConfigError("TabularGAN needs pandas: pip install 'ganforge[tabular]'") from None
+    return pd
+
+
+def check_frame(df: Any) -> None:
+    pd = import_pandas()
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError(f"fit() takes a pandas DataFrame, got {type(df).__name__}")
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise ConfigError("the table is empty: it needs rows and columns")
+    if df.shape[0] < 2:
+        raise ConfigError("the table has a single row: a generator cannot learn a distribution from one example")

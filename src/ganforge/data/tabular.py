@@ -1,0 +1,1134 @@
+"""A reversible transformer for mixed-type tables: the rows a tabular GAN reads and writes.
+
+Each original column becomes one or more *spans* of the transformed row (see :class:`Span`):
+
+- continuous, integer and datetime columns: CTGAN's mode-specific normalisation. A Bayesian Gaussian
+  mixture finds the modes; a value becomes ``alpha = (x - mu_k) / (4 sigma_k)`` (a "value" span, tanh)
+  and a one-hot of its mode ``k`` (a "mode" span, softmax). Unlike CTGAN, any single value holding at
+  least ``point_mass_threshold`` of the rows (the exact zeros of an amount, a default date) gets its own
+  mode slot and comes back exactly, so zero-inflation survives.
+- categorical and boolean columns: a one-hot "category" span (the conditions of a conditional GAN).
+- any column with missing values: a 2-wide "missing" span ``[present, missing]``, so the missing rate
+  is learned instead of imputed away.
+- identifiers (nearly all values distinct, or named like ``id``/``email``) and constant columns are not
+  encoded; they come back as fresh, obviously synthetic ids and as the constant.
+
+``inverse_transform`` returns a frame with the fit frame's columns, order and dtypes, values clipped to
+the training range, integers rounded and categories from the fitted set only. ``to_dict`` is plain JSON
+(no pickle), so a saved model can be loaded without running code from the file.
+
+With ``dp=(epsilon, delta)`` the transformer looks at the data only through differentially private
+mechanisms (column types then come from dtypes and the caller's declarations), and each spend is
+recorded in ``privacy_ledger``; see :meth:`TabularTransformer.fit`.
+
+>>> from ganforge.data.tabular import TabularTransformer
+>>> transformer = TabularTransformer().fit(df)                      # doctest: +SKIP
+>>> rows = transformer.transform(df)                                # (N, transformer.output_dim) float32
+>>> back = transformer.inverse_transform(rows)                      # doctest: +SKIP
+
+Needs pandas (``pip install 'ganforge[tabular]'``); ``import ganforge.data`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+try:
+    import pandas as pd
+    from pandas.api import types as ptypes
+except ImportError as error:  # an optional dependency: say how to get it
+    raise ImportError("ganforge.data.tabular needs pandas: pip install 'ganforge[tabular]'") from error
+
+from ganforge.errors import ConfigError
+
+__all__ = ["KINDS", "ColumnInfo", "Span", "TabularTransformer"]
+
+KINDS = ("continuous", "integer", "categorical", "boolean", "datetime", "identifier", "constant")
+NUMERIC_KINDS = ("continuous", "integer", "datetime")  # mode-specific normalisation
+DISCRETE_KINDS = ("categorical", "boolean")  # one-hot; usable as conditions
+
+FORMAT = "ganforge.tabular_transformer"
+FORMAT_VERSION = 1
+
+MAX_DISCRETE_INTEGERS = 20  # as ganforge.metrics.tabular: at most this many distinct integers is a category
+GMM_MAX_ROWS = 2_000  # the mixture sees at most this many evenly spaced quantiles of a column (speed)
+ALPHA_LIMIT = 0.99  # CTGAN's clip of the normalised value inside a Gaussian mode
+ID_UNIQUE_SHARE, ID_MIN_DISTINCT = 0.95, 50  # "nearly all values distinct"
+ID_NAMED_UNIQUE_SHARE = 0.5  # enough for a column whose name says it is an identifier
+FREE_TEXT_MIN_LENGTH, FREE_TEXT_UNIQUE_SHARE = 25, 0.5  # long, mostly distinct strings are free text
+MIXED_MIN_SHARE = 0.05  # numbers and text both at least this share of a column: ambiguous
+DATE_MIN_SHARE, DATE_SAMPLE = 0.95, 200  # strings are dates when this share of a sample parses
+ID_WORDS = frozenset({"id", "ids", "uuid", "guid", "ssn", "email", "mail", "phone", "telephone", "mobile", "name",
+                      "names", "firstname", "lastname", "surname", "fullname", "username", "userid", "customerid",
+                      "passport", "iban"})
+_NS_STEPS = (86_400 * 10**9, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3)  # day ... microsecond
+_NAT = np.iinfo(np.int64).min
+
+
+@dataclass
+class Span:
+    """One block of a transformed row: ``row[start:end]`` encodes part of ``column``.
+
+    ``role`` is "value" (1 dim, tanh: the normalised value within a mode), "mode" (one-hot over a
+    numeric column's modes and point masses), "category" (one-hot over a discrete column's
+    categories) or "missing" (2-dim one-hot ``[present, missing]``). ``activation`` is what the
+    generator's output layer applies to the block: "tanh" or "softmax".
+    """
+
+    column: Any
+    role: str
+    start: int
+    end: int
+    activation: str
+
+
+@dataclass
+class ColumnInfo:
+    """What the transformer learned about one original column, everything needed to encode and decode it.
+
+    Numeric kinds: Gaussian modes (``means``/``stds``/``weights``, in the column's units; datetimes in
+    int64 nanoseconds), then ``point_masses``, form the mode span in that order; ``scaling`` is "gmm"
+    or, in DP mode, "minmax" (one linear mode over ``[minimum, maximum]`` whose two ends are point
+    masses). Values decoded from a Gaussian mode are clipped to ``mode_range``, so only a point mass's
+    own slot produces its value: clipping must not add zeros to a zero-inflated column. Discrete kinds:
+    ``categories`` in span order. ``fill_slot`` is the mode slot or category written for missing rows
+    (the commonest), so a missing row still looks like a generator's output.
+    ``missing_rate`` is None in DP mode, where it would leak.
+    """
+
+    name: Any
+    kind: str
+    dtype: str
+    missing_rate: float | None
+    missing: bool = False  # has a "missing" span
+    scaling: str | None = None
+    means: list[float] = field(default_factory=list)
+    stds: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    point_masses: list[float | int] = field(default_factory=list)
+    minimum: float | int | None = None
+    maximum: float | int | None = None
+    mode_range: list | None = None  # [low, high] of the values the Gaussian modes stand for (inside min/max)
+    decimals: int | None = None  # continuous output rounded to this many decimals (the data's own precision)
+    step: int | None = None  # datetime output rounded to a multiple of this many nanoseconds
+    fill_slot: int = 0
+    categories: list = field(default_factory=list)
+    dtype_categories: list | None = None  # a pandas category dtype's categories and order
+    ordered: bool = False
+    as_text: bool = False  # numbers or dates stored as strings in the frame
+    date_format: str | None = None  # strftime format of dates stored as text
+    constant: Any = None  # datetimes as int64 nanoseconds
+    id_prefix: str | None = None  # string identifiers: prefix + running number
+    id_start: int | None = None  # integer identifiers: id_start, id_start + id_step, ...
+    id_step: int = 1
+
+
+class TabularTransformer:
+    """Encode a DataFrame as float32 rows for a GAN, and decode generated rows back to a DataFrame.
+
+    Hyperparameters (public, saved by ``to_dict``):
+
+    - ``column_types``: ``{column: kind}`` overriding the inferred kind (one of :data:`KINDS`).
+    - ``discrete_columns``: columns to treat as categorical whatever their dtype (CTGAN's argument).
+    - ``max_modes``, ``weight_threshold``: mixture components tried per numeric column, and the weight
+      below which a component is dropped (CTGAN's 10 and 0.005).
+    - ``point_mass_threshold``: a single value holding at least this share of a numeric column's
+      present values gets its own exact mode slot.
+    - ``seed``: the mixture's ``random_state`` and the mode sampling of ``transform``.
+    """
+
+    def __init__(self, *, column_types: dict[str, str] | None = None, discrete_columns: Sequence[str] | None = None,
+                 max_modes: int = 10, weight_threshold: float = 0.005, point_mass_threshold: float = 0.05,
+                 seed: int = 0) -> None:
+        self.column_types = dict(column_types or {})
+        self.discrete_columns = [discrete_columns] if isinstance(discrete_columns, str) else list(
+            discrete_columns or [])
+        self.max_modes = int(max_modes)
+        self.weight_threshold = float(weight_threshold)
+        self.point_mass_threshold = float(point_mass_threshold)
+        self.seed = int(seed)
+        bad = {c: k for c, k in self.column_types.items() if k not in KINDS}
+        if bad:
+            raise ConfigError(f"column_types {bad}: kinds must be one of {', '.join(KINDS)}")
+        if self.max_modes < 1:
+            raise ConfigError(f"max_modes must be at least 1, got {max_modes}")
+        if not 0 < self.point_mass_threshold <= 1:
+            raise ConfigError(f"point_mass_threshold must be in (0, 1], got {point_mass_threshold}")
+        self.columns: list[ColumnInfo] = []
+        self.spans: list[Span] = []
+        self.output_dim = 0
+        self.notes: list[str] = []
+        self.privacy_ledger: list[dict] = []
+        self.dp: tuple[float, float] | None = None
+        self._layout: dict[Any, dict[str, Span]] = {}
+
+    # ------------------------------------------------------------------------------------------------------
+    # Public API
+
+    @property
+    def epsilon_spent(self) -> float:
+        """Total epsilon of the preprocessing (basic composition: the sum of the ledger)."""
+        return float(sum(entry["epsilon"] for entry in self.privacy_ledger))
+
+    @property
+    def delta_spent(self) -> float:
+        """Total delta of the preprocessing (the sum of the ledger)."""
+        return float(sum(entry["delta"] for entry in self.privacy_ledger))
+
+    def fit(self, df: pd.DataFrame, *, bounds: dict[str, tuple[Any, Any]] | None = None,
+            categories: dict[str, list] | None = None,
+            dp: tuple[float, float] | None = None) -> TabularTransformer:
+        """Learn how to encode ``df``; returns self.
+
+        ``bounds`` ``{column: (low, high)}`` and ``categories`` ``{column: [values...]}`` are public
+        knowledge about the columns (a range from the data dictionary, the list of possible values): they
+        replace the training min/max and observed categories, and cost no privacy budget. Values outside
+        ``bounds`` are clipped; datetime bounds may be timestamps or strings.
+
+        With ``dp=(epsilon, delta)``, the data is only seen through differentially private mechanisms
+        (neighbouring tables differ by adding or removing one row):
+
+        1. Column kinds come from dtypes, names and the declarations above, never from the values: bool
+           dtype is boolean, datetime dtype datetime, integers integer, floats continuous, text
+           categorical, a column named like an id identifier. No constant detection.
+        2. The budget is split evenly over the columns that need it: numeric columns without ``bounds``
+           (the 1st and 99th percentiles, each with half the column's epsilon, by the exponential
+           mechanism over a public grid) and categorical columns without ``categories`` (a Laplace
+           histogram with scale 1/epsilon_col, keeping categories whose noisy count exceeds
+           1 + 2 ln(1/delta_col)/epsilon_col; delta is split over these columns only). Datetime columns
+           need ``bounds``. Each spend is an entry of ``privacy_ledger``.
+        3. Numeric columns are min-max scaled into one linear mode (no mixture, which would look at the
+           data); the two bounds are point masses, so values at a bound (exact zeros of a non-negative
+           column with bounds (0, ...), clipped tails) come back exactly.
+        4. Every encoded column gets a missing span. Values outside the known categories are encoded as
+           missing rather than raising, since an error would reveal them. On decoding, a column whose
+           dtype cannot hold missing values (int64, bool) ignores its missing span.
+        """
+        _check_frame(df)
+        bounds, categories = dict(bounds or {}), dict(categories or {})
+        self._check_arguments(df, bounds, categories, dp)
+        self.dp = None if dp is None else (float(dp[0]), float(dp[1]))
+        self.columns, self.notes, self.privacy_ledger = [], [], []
+        try:
+            self._fit_columns(df, bounds, categories)
+        except BaseException:
+            self.columns, self.spans, self.output_dim = [], [], 0  # not half fitted
+            raise
+        self._build_spans()
+        return self
+
+    def _fit_columns(self, df: pd.DataFrame, bounds: dict, categories: dict) -> None:
+        kinds = {name: self._kind(df[name], name, categories) for name in df.columns}
+        budget = self._plan_budget(df, kinds, bounds, categories)
+        for index, name in enumerate(df.columns):
+            series = df[name]
+            kind, note = kinds[name]
+            info = ColumnInfo(name=name, kind=kind, dtype=str(series.dtype),
+                              missing_rate=None if self.dp else float(series.isna().mean()))
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                info.dtype_categories = [_plain(v) for v in series.cat.categories]
+                info.ordered = bool(series.cat.ordered)
+            if kind in NUMERIC_KINDS:
+                self._fit_numeric(info, series, index, bounds.get(name), budget.get(name))
+            elif kind in DISCRETE_KINDS:
+                self._fit_discrete(info, series, index, categories.get(name), budget.get(name))
+            elif kind == "identifier":
+                self._fit_identifier(info, series, bounds.get(name))
+            else:
+                self._fit_constant(info, series)
+            if note:
+                self.notes.append(note)
+            self.columns.append(info)
+        if self.dp is not None:
+            spent = f"epsilon {self.epsilon_spent:.4g}, delta {self.delta_spent:.3g}"
+            self.notes.append(f"differentially private preprocessing: {spent} spent on "
+                              f"{len(budget)} column(s); the rest was declared public (bounds, categories, dtypes)")
+
+    def condition_spans(self) -> list[Span]:
+        """The "category" spans of categorical and boolean columns: what a conditional generator conditions on."""
+        self._check_fitted()
+        return [span for span in self.spans if span.role == "category"]
+
+    def category_values(self, column: Any) -> list:
+        """The categories of a discrete column, in the order of its category span."""
+        info = self._info(column)
+        if info.kind not in DISCRETE_KINDS:
+            raise ConfigError(f"column {column!r} is {info.kind}, not categorical or boolean: it has no categories")
+        return list(info.categories)
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Encode ``df`` (the fitted columns, in any order; extra columns are ignored) as float32 ``(N, output_dim)``.
+
+        Modes of numeric values are sampled from their posterior (as CTGAN does) with a generator seeded
+        by ``seed`` and the column's position, so the same frame always gives the same rows. Only modes
+        that can represent the value without clipping are sampled.
+        """
+        self._check_fitted()
+        if not isinstance(df, pd.DataFrame):
+            raise ConfigError(f"transform needs a pandas DataFrame, got {type(df).__name__}")
+        absent = [str(c.name) for c in self.columns if c.name not in df.columns]
+        if absent:
+            raise ConfigError(f"the frame lacks fitted column(s) {absent}")
+        out = np.zeros((len(df), self.output_dim), dtype=np.float32)
+        for index, info in enumerate(self.columns):
+            if info.kind == "identifier" or (info.kind == "constant" and not info.missing):
+                continue
+            series, spans = df[info.name], self._layout[info.name]
+            if info.kind in NUMERIC_KINDS:
+                missing = self._encode_numeric(info, series, spans, out, np.random.default_rng([self.seed, index]))
+            elif info.kind in DISCRETE_KINDS:
+                missing = self._encode_discrete(info, series, spans, out)
+            else:
+                missing = series.isna().to_numpy()
+            if "missing" in spans:
+                span = spans["missing"]
+                out[:, span.start] = ~missing
+                out[:, span.start + 1] = missing
+            elif missing.any():
+                raise ConfigError(f"column {info.name!r} has {int(missing.sum())} missing value(s) but had none when "
+                                  "the transformer was fitted: fill them, or fit on data with missing values")
+        return out
+
+    def inverse_transform(self, data: np.ndarray, *, seed: int = 0) -> pd.DataFrame:
+        """Decode rows (activated generator outputs, or ``transform``'s) into a frame like the fitted one.
+
+        Modes, categories and missingness are the argmax of their spans (ties broken at random with
+        ``seed``), values are clipped to the training range (or the declared bounds), integers rounded.
+        Identifiers are numbered afresh in each call: ``synthetic-000001``... for text, and above the
+        training maximum for integers.
+        """
+        self._check_fitted()
+        data = np.asarray(data, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] != self.output_dim:
+            raise ConfigError(f"inverse_transform needs an array of shape (N, {self.output_dim}), "
+                              f"got {data.shape}")
+        if not np.isfinite(data).all():
+            raise ConfigError("inverse_transform got NaN or infinite values: the generator has diverged")
+        n = len(data)
+        result = {}
+        for index, info in enumerate(self.columns):
+            spans = self._layout[info.name]
+            rng = np.random.default_rng([seed, index])
+            missing = np.zeros(n, dtype=bool)
+            if "missing" in spans and _can_hold_missing(info):
+                missing = _argmax(_block(data, spans["missing"]), rng) == 1
+            if info.kind in NUMERIC_KINDS:
+                values: np.ndarray = self._decode_numeric(info, data, spans, rng)
+            elif info.kind in DISCRETE_KINDS:
+                if info.categories:
+                    codes = _argmax(_block(data, spans["category"]), rng) if "category" in spans else np.zeros(n, int)
+                    values = np.array(info.categories + [None], dtype=object)[codes]
+                else:  # DP mode kept no category: nothing to say but "missing"
+                    values, missing = np.full(n, None, dtype=object), np.ones(n, dtype=bool)
+            elif info.kind == "identifier":
+                values = _identifiers(info, n)
+            else:
+                values = np.full(n, info.constant, dtype=object)
+            result[info.name] = _restore(info, values, missing)
+        return pd.DataFrame(result, columns=[c.name for c in self.columns])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted state as JSON-safe builtins (no pickle): settings, columns, notes and privacy ledger."""
+        self._check_fitted()
+        state = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "settings": {"column_types": [[c, k] for c, k in self.column_types.items()],
+                         "discrete_columns": list(self.discrete_columns), "max_modes": self.max_modes,
+                         "weight_threshold": self.weight_threshold,
+                         "point_mass_threshold": self.point_mass_threshold, "seed": self.seed},
+            "dp": None if self.dp is None else list(self.dp),
+            "columns": [asdict(info) for info in self.columns],
+            "notes": list(self.notes),
+            "privacy_ledger": [dict(entry) for entry in self.privacy_ledger],
+        }
+        return _json_ready(state, "transformer")
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TabularTransformer:
+        """Rebuild a fitted transformer from :meth:`to_dict` (after a JSON round trip, too)."""
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ConfigError("not a saved TabularTransformer (expected a dict from TabularTransformer.to_dict)")
+        if state.get("version") != FORMAT_VERSION:
+            raise ConfigError(f"saved TabularTransformer has format version {state.get('version')}; this ganforge "
+                              f"reads version {FORMAT_VERSION}")
+        settings = dict(state["settings"])
+        settings["column_types"] = {c: k for c, k in settings["column_types"]}
+        transformer = cls(**settings)
+        known = {f.name for f in fields(ColumnInfo)}
+        transformer.columns = [ColumnInfo(**{k: v for k, v in c.items() if k in known}) for c in state["columns"]]
+        transformer.dp = None if state["dp"] is None else (float(state["dp"][0]), float(state["dp"][1]))
+        transformer.notes = list(state["notes"])
+        transformer.privacy_ledger = [dict(entry) for entry in state["privacy_ledger"]]
+        transformer._build_spans()
+        return transformer
+
+    # ------------------------------------------------------------------------------------------------------
+    # Checks
+
+    def _check_fitted(self) -> None:
+        if not self.columns:
+            raise ConfigError("this TabularTransformer is not fitted: call fit(df) or TabularTransformer.from_dict")
+
+    def _info(self, column: Any) -> ColumnInfo:
+        self._check_fitted()
+        for info in self.columns:
+            if info.name == column:
+                return info
+        raise ConfigError(f"no column {column!r}; columns are {[c.name for c in self.columns]}")
+
+    def _check_arguments(self, df: pd.DataFrame, bounds: dict, categories: dict, dp: Any) -> None:
+        names = set(df.columns)
+        for what, keys in (("column_types", self.column_types), ("discrete_columns", self.discrete_columns),
+                           ("bounds", bounds), ("categories", categories)):
+            unknown = [str(c) for c in keys if c not in names]
+            if unknown:
+                raise ConfigError(f"{what} names {unknown}, not columns of the frame; columns are "
+                                  f"{[str(c) for c in df.columns]}")
+        for name in self.discrete_columns:
+            if self.column_types.get(name, "categorical") not in DISCRETE_KINDS:
+                raise ConfigError(f"column {name!r} is in discrete_columns but column_types says "
+                                  f"{self.column_types[name]}")
+        for name, pair in bounds.items():
+            if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+                raise ConfigError(f"bounds[{name!r}] must be a (low, high) pair, got {pair!r}")
+        for name, values in categories.items():
+            if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+                raise ConfigError(f"categories[{name!r}] must be a non-empty list of values, got {values!r}")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"categories[{name!r}] has repeated values")
+        if dp is not None:
+            if not isinstance(dp, Sequence) or len(dp) != 2:
+                raise ConfigError(f"dp must be an (epsilon, delta) pair, got {dp!r}")
+            epsilon, delta = dp
+            if not (isinstance(epsilon, numbers.Real) and math.isfinite(epsilon) and epsilon > 0):
+                raise ConfigError(f"dp epsilon must be a positive number, got {epsilon!r}")
+            if not (isinstance(delta, numbers.Real) and 0 < delta < 1):
+                raise ConfigError(f"dp delta must be in (0, 1), got {delta!r}")
+
+    # ------------------------------------------------------------------------------------------------------
+    # Column kinds
+
+    def _kind(self, series: pd.Series, name: Any, categories: dict) -> tuple[str, str | None]:
+        """The kind of a column, and a note for the user when the choice is worth telling."""
+        dtype = series.dtype
+        if ptypes.is_timedelta64_dtype(dtype) or ptypes.is_complex_dtype(dtype):
+            raise ConfigError(f"column {name!r} has dtype {dtype}, which is not supported: convert it to numbers "
+                              "(e.g. seconds) or drop it")
+        declared = self.column_types.get(name)
+        if declared is None and (name in self.discrete_columns or name in categories):
+            declared = "boolean" if ptypes.is_bool_dtype(dtype) else "categorical"
+        if self.dp is not None:
+            return self._schema_kind(series, name, declared)
+        present = series.dropna()
+        if present.empty:
+            raise ConfigError(f"column {name!r} is empty (all {len(series)} values missing): drop it")
+        counts = present.value_counts(sort=False)
+        counts = counts[counts > 0]  # a category dtype lists unused categories with count 0
+        if declared is not None:
+            if declared == "constant" and len(counts) > 1:
+                raise ConfigError(f"column {name!r} is declared constant but holds {len(counts)} distinct values")
+            if declared == "identifier":
+                return declared, _identifier_note(name, "declared an identifier")
+            return declared, None
+        if len(counts) == 1:
+            value = _plain(counts.index[0])
+            return "constant", (f"column {name!r} holds a single value ({value!r}"
+                                + (f", missing in {series.isna().mean():.0%} of rows" if series.isna().any() else "")
+                                + "): it is not learned, and comes back as that value")
+        if ptypes.is_bool_dtype(dtype):
+            return "boolean", None
+        if ptypes.is_datetime64_any_dtype(dtype):
+            return "datetime", None
+        if isinstance(dtype, pd.CategoricalDtype):
+            return "categorical", None
+        if ptypes.is_numeric_dtype(dtype):
+            values = present.to_numpy(dtype=float)
+            return self._numeric_kind(name, values, ptypes.is_integer_dtype(dtype), len(counts))
+        return self._object_kind(name, counts)
+
+    def _schema_kind(self, series: pd.Series, name: Any, declared: str | None) -> tuple[str, str | None]:
+        """DP mode: the kind from the dtype, the name and the declarations only (the values are private)."""
+        dtype = series.dtype
+        if declared == "constant":
+            raise ConfigError(f"column {name!r}: constant columns cannot be declared in DP mode; declare "
+                              f"categories={{{name!r}: [value]}} instead")
+        if declared is not None:
+            return declared, (_identifier_note(name, "declared an identifier") if declared == "identifier" else None)
+        if ptypes.is_bool_dtype(dtype):
+            return "boolean", None
+        if ptypes.is_datetime64_any_dtype(dtype):
+            return "datetime", None
+        if _id_like_name(name) and not ptypes.is_float_dtype(dtype):
+            return "identifier", _identifier_note(name, "named like an identifier")
+        if ptypes.is_integer_dtype(dtype):
+            return "integer", None
+        if ptypes.is_numeric_dtype(dtype):
+            return "continuous", None
+        return "categorical", None
+
+    def _numeric_kind(self, name: Any, values: np.ndarray, integer_dtype: bool,
+                      distinct: int) -> tuple[str, str | None]:
+        if not np.isfinite(values).all():
+            raise ConfigError(f"column {name!r} holds infinite values: replace them with NaN or finite numbers")
+        if not (integer_dtype or np.all(values == np.round(values))):
+            return "continuous", None
+        if distinct <= MAX_DISCRETE_INTEGERS:
+            return "categorical", None
+        share = distinct / len(values)
+        if (share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT) or (
+                _id_like_name(name) and share >= ID_NAMED_UNIQUE_SHARE):
+            return "identifier", _identifier_note(name, f"{share:.0%} of its values are distinct")
+        return "integer", None
+
+    def _object_kind(self, name: Any, counts: pd.Series) -> tuple[str, str | None]:
+        """Text (or mixed Python objects): boolean, numbers, mixed (an error), dates, identifier or categorical."""
+        values = list(counts.index)
+        weights = counts.to_numpy(dtype=float)
+        total = weights.sum()
+        if all(isinstance(v, bool | np.bool_) for v in values):
+            return "boolean", None
+        is_number = np.array([isinstance(v, numbers.Number) and not isinstance(v, bool | np.bool_) for v in values])
+        if is_number.all():  # an object column of Python numbers: treat it as a numeric column
+            numeric = np.repeat(np.array(values, dtype=float), counts.to_numpy())
+            return self._numeric_kind(name, numeric, False, len(values))
+        texts = [str(v) for v in values]
+        parses = is_number | pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce").notna().to_numpy()
+        numeric_share = weights[parses].sum() / total
+        if MIXED_MIN_SHARE <= numeric_share <= 1 - MIXED_MIN_SHARE:
+            examples = [texts[i] for i in np.flatnonzero(parses)[:3]] + [texts[i] for i in np.flatnonzero(~parses)[:3]]
+            raise ConfigError(f"column {name!r} mixes numbers ({numeric_share:.0%}) and text "
+                              f"({1 - numeric_share:.0%}), e.g. {examples}: clean it, or declare its kind with "
+                              f"column_types={{{name!r}: 'categorical'}} (or 'continuous' after removing the text)")
+        if numeric_share < MIXED_MIN_SHARE and _date_format(texts) is not None:
+            return "datetime", None
+        distinct, n = len(values), total
+        share = distinct / n
+        mean_length = float(np.dot([len(t) for t in texts], weights) / total)
+        if (share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT) or (
+                _id_like_name(name) and share >= ID_NAMED_UNIQUE_SHARE):
+            return "identifier", _identifier_note(name, f"{share:.0%} of its values are distinct")
+        if mean_length >= FREE_TEXT_MIN_LENGTH and share >= FREE_TEXT_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT:
+            return "identifier", _identifier_note(name, f"it looks like free text ({share:.0%} distinct, "
+                                                        f"{mean_length:.0f} characters on average)")
+        return "categorical", None
+
+    def _plan_budget(self, df: pd.DataFrame, kinds: dict, bounds: dict, categories: dict) -> dict[Any, tuple]:
+        """DP mode: ``{column: (epsilon, delta)}`` for each column that must look at its values (basic composition)."""
+        if self.dp is None:
+            return {}
+        needs = []
+        for name in df.columns:
+            kind = kinds[name][0]
+            if kind == "datetime" and name not in bounds:
+                raise ConfigError(f"column {name!r} is a datetime: in DP mode give its range, "
+                                  f"bounds={{{name!r}: ('2000-01-01', '2030-12-31')}}")
+            if kind in ("continuous", "integer") and name not in bounds:
+                needs.append((name, "bounds"))
+            elif name not in categories and (kind == "categorical" or (
+                    kind == "boolean" and not ptypes.is_bool_dtype(df[name].dtype))):
+                needs.append((name, "categories"))
+        if not needs:
+            return {}
+        epsilon, delta = self.dp
+        n_histograms = sum(1 for _, what in needs if what == "categories")
+        return {name: (epsilon / len(needs), delta / n_histograms if what == "categories" else 0.0)
+                for name, what in needs}
+
+    # ------------------------------------------------------------------------------------------------------
+    # Fitting one column
+
+    def _fit_numeric(self, info: ColumnInfo, series: pd.Series, index: int, declared: tuple | None,
+                     budget: tuple | None) -> None:
+        dtype = series.dtype
+        text_dtype = not (ptypes.is_numeric_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype)
+                          or ptypes.is_bool_dtype(dtype))
+        if text_dtype and self.dp is None:  # an object column may hold Python numbers rather than text
+            present = series.dropna()
+            text_dtype = present.empty or isinstance(present.iloc[0], str)
+        info.as_text = text_dtype
+        if info.kind == "datetime" and info.as_text:
+            info.date_format = _date_format(_sample_texts(series)) if self.dp is None else None
+            info.date_format = info.date_format or "%Y-%m-%d %H:%M:%S"
+            if declared is not None and self.dp is not None:
+                info.date_format = _guess_format(str(declared[0])) or info.date_format
+        values, exact = self._numeric_values(info, series)
+        present = ~np.isnan(values)
+        info.missing = self.dp is not None or not present.all()
+        integral = info.kind in ("integer", "datetime")
+        rng = np.random.default_rng([self.seed, index, 1])
+        if declared is not None:
+            low, high = (_to_ns(b, series, info.name) for b in declared) if info.kind == "datetime" else (
+                float(declared[0]), float(declared[1]))
+        elif budget is not None:
+            low, high = self._dp_bounds(info, values[present], budget[0], rng)
+        else:
+            if info.kind == "datetime":
+                low, high = int(exact[present].min()), int(exact[present].max())
+            else:
+                low, high = float(values[present].min()), float(values[present].max())
+        if integral:
+            low, high = int(math.ceil(low)), int(math.floor(high))
+        if low > high:
+            raise ConfigError(f"column {info.name!r}: bounds ({low}, {high}) are empty (low above high)")
+        info.minimum, info.maximum = low, high
+        if self.dp is not None:
+            info.scaling = "minmax"
+            if info.kind == "datetime":  # round to the dtype's unit (public), seconds for text
+                unit = getattr(dtype, "unit", "s") if not info.as_text else "s"
+                info.step = {"s": 10**9, "ms": 10**6, "us": 10**3}.get(unit)
+            if high > low:
+                info.means, info.stds, info.weights = [(low + high) / 2], [(high - low) / 8], [1.0]
+                info.mode_range = [low, high]
+                info.point_masses = [low, high]
+            else:
+                info.point_masses = [low]
+            return
+        info.scaling = "gmm"
+        if info.kind == "continuous":
+            info.decimals = _decimals(values[present])
+        elif info.kind == "datetime":
+            info.step = next((s for s in _NS_STEPS if np.all(exact[present] % s == 0)), None)
+        kept = values[present]
+        kept_exact = exact[present] if exact is not None else kept
+        kept_exact = np.clip(kept_exact, low, high)
+        kept = np.clip(kept, low, high)
+        # point masses: single values with a large share of the rows, each an exact slot of the mode span
+        distinct, counts = np.unique(kept_exact, return_counts=True)
+        masses = distinct[counts >= self.point_mass_threshold * len(kept_exact)]
+        rest = ~np.isin(kept_exact, masses)
+        if np.unique(kept_exact[rest]).size < 2:  # too little left for a mixture: exact slots as well
+            masses, rest = np.unique(kept_exact), np.zeros(len(kept), dtype=bool)
+        info.point_masses = [int(m) if integral else float(m) for m in masses]
+        shares = [float(np.mean(kept_exact == m)) for m in masses]
+        if rest.any():
+            info.means, info.stds, info.weights = _fit_mixture(kept[rest], self.max_modes, self.weight_threshold,
+                                                               self.seed)
+            shares = [w * float(rest.mean()) for w in info.weights] + shares
+            modelled = kept_exact[rest]
+            info.mode_range = [int(modelled.min()), int(modelled.max())] if integral else [
+                float(modelled.min()), float(modelled.max())]
+        info.fill_slot = int(np.argmax(shares))
+
+    def _dp_bounds(self, info: ColumnInfo, values: np.ndarray, epsilon: float,
+                   rng: np.random.Generator) -> tuple[float, float]:
+        """1st and 99th percentiles by the exponential mechanism over a public grid, each with half of ``epsilon``."""
+        grid = _candidate_grid(integer=info.kind == "integer")
+        low = _dp_quantile(values, 0.01, epsilon / 2, grid, rng)
+        high = _dp_quantile(values, 0.99, epsilon / 2, grid, rng)
+        low, high = min(low, high), max(low, high)
+        for what, share in (("lower bound (1st percentile)", 0.5), ("upper bound (99th percentile)", 0.5)):
+            self.privacy_ledger.append({"column": info.name, "what": what, "epsilon": epsilon * share, "delta": 0.0,
+                                        "mechanism": "exponential mechanism over a public grid of candidates"})
+        self.notes.append(f"column {info.name!r}: range [{low:g}, {high:g}] estimated with differential privacy; "
+                          f"declare bounds={{{info.name!r}: (low, high)}} to spend nothing on it and clip less")
+        return low, high
+
+    def _fit_discrete(self, info: ColumnInfo, series: pd.Series, index: int, declared: list | None,
+                      budget: tuple | None) -> None:
+        missing = series.isna().to_numpy()
+        info.missing = self.dp is not None or bool(missing.any())
+        if declared is not None:
+            info.categories = [_plain(v) for v in declared]
+            if self.dp is None:
+                codes = pd.Index(info.categories).get_indexer(series.to_numpy(dtype=object)[~missing])
+                if (codes < 0).any():
+                    unknown = pd.unique(series.to_numpy(dtype=object)[~missing][codes < 0])[:5]
+                    raise ConfigError(f"column {info.name!r} holds values missing from categories[{info.name!r}]: "
+                                      f"{list(unknown)}")
+                info.fill_slot = int(np.argmax(np.bincount(codes, minlength=len(info.categories))))
+        elif budget is not None:
+            epsilon, delta = budget
+            counts = series.value_counts(sort=False)
+            rng = np.random.default_rng([self.seed, index, 2])
+            noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / epsilon, size=len(counts))
+            threshold = 1 + 2 * math.log(1 / delta) / epsilon
+            kept = sorted((c for c, keep in zip(zip(counts.index, noisy, strict=True), noisy > threshold,
+                                                strict=True) if keep), key=lambda p: (-p[1], _sort_key(p[0])))
+            info.categories = [_plain(v) for v, _ in kept]
+            self.privacy_ledger.append({"column": info.name, "what": "categories", "epsilon": epsilon, "delta": delta,
+                                        "mechanism": "Laplace histogram with a threshold (stability-based)"})
+            if not info.categories:
+                self.notes.append(f"column {info.name!r}: no category is frequent enough to be released under "
+                                  f"differential privacy, so the column comes back empty; declare "
+                                  f"categories={{{info.name!r}: [...]}} if its values are public")
+            else:
+                self.notes.append(f"column {info.name!r}: {len(info.categories)} categories released with "
+                                  "differential privacy; rarer values are treated as missing")
+        elif self.dp is not None:
+            info.categories = [True, False]  # a bool dtype holds nothing else: public
+        else:
+            counts = series.value_counts(sort=False)
+            counts = counts[counts > 0]
+            pairs = sorted(zip(counts.index, counts.to_numpy(), strict=True), key=lambda p: (-p[1], _sort_key(p[0])))
+            info.categories = [_plain(v) for v, _ in pairs]
+        if self.dp is not None and info.dtype_categories is not None:
+            info.dtype_categories = list(info.categories)  # the dtype's own list may hold rare values
+
+    def _fit_identifier(self, info: ColumnInfo, series: pd.Series, declared: tuple | None) -> None:
+        dtype = series.dtype
+        if ptypes.is_bool_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype):
+            raise ConfigError(f"column {info.name!r} has dtype {dtype}: identifiers must be text or integers")
+        present = series.dropna()
+        numeric = ptypes.is_numeric_dtype(dtype) or (
+            self.dp is None and len(present) > 0 and all(isinstance(v, numbers.Number) for v in present.to_numpy()))
+        if numeric:
+            if declared is not None:
+                info.id_start = int(math.floor(float(declared[1]))) + 1
+            elif self.dp is None:
+                info.id_start = int(np.nanmax(pd.to_numeric(present).to_numpy(dtype=float))) + 1
+            elif ptypes.is_unsigned_integer_dtype(dtype):
+                raise ConfigError(f"column {info.name!r} is an unsigned integer identifier: in DP mode give "
+                                  f"bounds={{{info.name!r}: (low, high)}} so new ids can start above high")
+            else:  # the real maximum is private: negative ids cannot collide with non-negative real ones
+                info.id_start, info.id_step = -1, -1
+            return
+        prefix = "synthetic-"
+        if self.dp is None:
+            texts = present.astype(str)
+            k = 1
+            while texts.str.startswith(prefix).any():
+                k += 1
+                prefix = f"synthetic{k}-"
+        info.id_prefix = prefix
+
+    def _fit_constant(self, info: ColumnInfo, series: pd.Series) -> None:
+        present = series.dropna()
+        value = present.iloc[0]
+        if ptypes.is_datetime64_any_dtype(series.dtype):
+            value = int(_datetime_ns(present)[0][0])
+        info.constant = _plain(value)
+        info.missing = bool(series.isna().any())
+
+    # ------------------------------------------------------------------------------------------------------
+    # Encoding and decoding one column
+
+    def _numeric_values(self, info: ColumnInfo, series: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float values with NaN for missing, and for datetimes the exact int64 nanoseconds too."""
+        name = info.name
+        if info.kind == "datetime":
+            if info.as_text:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    parsed = pd.to_datetime(series, format=info.date_format, errors="coerce")
+                    if parsed.isna().sum() > series.isna().sum():  # not all in one format: let pandas try each
+                        parsed = pd.to_datetime(series, format="mixed", errors="coerce")
+                self._check_parsed(info, series, parsed.isna().to_numpy(), "dates")
+                series = parsed
+            try:
+                exact, missing = _datetime_ns(series)
+            except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime) as error:
+                raise ConfigError(f"column {name!r}: dates outside 1677-2262 are not supported ({error})") from None
+            values = exact.astype(np.float64)
+            values[missing] = np.nan
+            return values, exact
+        if ptypes.is_numeric_dtype(series.dtype):
+            values = np.array(series.to_numpy(dtype=float, na_value=np.nan), dtype=np.float64, copy=True)
+        else:
+            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan).copy()
+            self._check_parsed(info, series, np.isnan(values), "numbers")
+        if self.dp is None and np.isinf(values).any():
+            raise ConfigError(f"column {name!r} holds infinite values: replace them with NaN or finite numbers")
+        return values, None
+
+    def _check_parsed(self, info: ColumnInfo, series: pd.Series, failed: np.ndarray, what: str) -> None:
+        bad = failed & ~series.isna().to_numpy()
+        if bad.any() and self.dp is None:  # in DP mode they are treated as missing: an error would leak them
+            examples = list(pd.unique(series.to_numpy(dtype=object)[bad])[:5])
+            raise ConfigError(f"column {info.name!r} is {info.kind} but {int(bad.sum())} value(s) are not {what}, "
+                              f"e.g. {examples}: clean them or declare another kind with column_types")
+
+    def _encode_numeric(self, info: ColumnInfo, series: pd.Series, spans: dict[str, Span], out: np.ndarray,
+                        rng: np.random.Generator) -> np.ndarray:
+        values, exact = self._numeric_values(info, series)
+        missing = np.isnan(values)
+        rows = np.flatnonzero(~missing)
+        x = np.clip(values[rows], info.minimum, info.maximum)
+        exact_x = np.clip(exact[rows], info.minimum, info.maximum) if exact is not None else x
+        n_modes = len(info.means)
+        slots = np.full(len(rows), -1)
+        for j, mass in enumerate(info.point_masses):
+            slots[exact_x == mass] = n_modes + j
+        alpha = np.zeros(len(rows))
+        rest = slots < 0
+        if rest.any():
+            if n_modes:
+                limit = 1.0 if info.scaling == "minmax" else ALPHA_LIMIT
+                slots[rest], alpha[rest] = _sample_modes(x[rest], info, limit, rng)
+            else:  # a value between point masses (unseen at fit): the nearest one
+                slots[rest] = n_modes + np.argmin(np.abs(x[rest, None] - np.asarray(info.point_masses, float)), axis=1)
+        if "value" in spans:
+            out[rows, spans["value"].start] = alpha
+        if "mode" in spans:
+            start = spans["mode"].start
+            out[rows, start + slots] = 1.0
+            out[missing, start + info.fill_slot] = 1.0  # missing rows look like the commonest mode
+        return missing
+
+    def _decode_numeric(self, info: ColumnInfo, data: np.ndarray, spans: dict[str, Span],
+                        rng: np.random.Generator) -> np.ndarray:
+        n = len(data)
+        slots = _argmax(_block(data, spans["mode"]), rng) if "mode" in spans else np.zeros(n, dtype=int)
+        alpha = np.clip(data[:, spans["value"].start], -1, 1) if "value" in spans else np.zeros(n)
+        n_modes = len(info.means)
+        values = np.zeros(n)
+        gaussian = slots < n_modes
+        if n_modes:
+            means, stds = np.asarray(info.means), np.asarray(info.stds)
+            values[gaussian] = means[slots[gaussian]] + 4 * stds[slots[gaussian]] * alpha[gaussian]
+        masses = ~gaussian
+        if info.kind == "continuous":
+            if info.decimals is not None:
+                values = np.round(values, info.decimals)
+            if n_modes:
+                values = np.clip(values, *info.mode_range)
+            values[masses] = np.asarray(info.point_masses, dtype=float)[slots[masses] - n_modes]
+            return values
+        # integers and datetimes: exact int64 arithmetic after rounding
+        step = info.step or 1
+        ints = (np.round(values / step) * step).astype(np.int64) if info.kind == "datetime" else np.rint(
+            values).astype(np.int64)
+        if n_modes:
+            ints = np.clip(ints, *info.mode_range)
+        ints[masses] = np.asarray(info.point_masses, dtype=np.int64)[slots[masses] - n_modes]
+        return ints
+
+    def _encode_discrete(self, info: ColumnInfo, series: pd.Series, spans: dict[str, Span],
+                         out: np.ndarray) -> np.ndarray:
+        missing = series.isna().to_numpy()
+        rows = np.flatnonzero(~missing)
+        present = series.to_numpy(dtype=object)[rows]
+        codes = pd.Index(info.categories, dtype=object).get_indexer(present) if info.categories else np.full(
+            len(rows), -1)
+        unknown = codes < 0
+        if unknown.any():
+            if self.dp is None:
+                examples = list(pd.unique(present[unknown])[:5])
+                raise ConfigError(f"column {info.name!r} holds value(s) unseen when fitting: {examples}; fitted "
+                                  f"categories are {info.categories[:20]}")
+            missing = missing.copy()
+            missing[rows[unknown]] = True  # DP mode: suppressed (rare) categories read as missing
+            rows, codes = rows[~unknown], codes[~unknown]
+        if "category" in spans:
+            start = spans["category"].start
+            out[rows, start + codes] = 1.0
+            out[missing, start + info.fill_slot] = 1.0
+        return missing
+
+    # ------------------------------------------------------------------------------------------------------
+    # Layout
+
+    def _build_spans(self) -> None:
+        spans: list[Span] = []
+        layout: dict[Any, dict[str, Span]] = {}
+
+        def add(info: ColumnInfo, role: str, width: int, activation: str) -> None:
+            start = spans[-1].end if spans else 0
+            span = Span(column=info.name, role=role, start=start, end=start + width, activation=activation)
+            spans.append(span)
+            layout[info.name][role] = span
+
+        for info in self.columns:
+            layout[info.name] = {}
+            if info.kind in NUMERIC_KINDS:
+                if info.means:
+                    add(info, "value", 1, "tanh")
+                if len(info.means) + len(info.point_masses) > 1:
+                    add(info, "mode", len(info.means) + len(info.point_masses), "softmax")
+            elif info.kind in DISCRETE_KINDS and info.categories:
+                add(info, "category", len(info.categories), "softmax")
+            if info.missing and info.kind != "identifier":
+                add(info, "missing", 2, "softmax")
+        self.spans, self._layout = spans, layout
+        self.output_dim = spans[-1].end if spans else 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers: checks and kinds
+
+
+def _check_frame(df: Any) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError(f"fit needs a pandas DataFrame, got {type(df).__name__}")
+    if df.shape[1] == 0:
+        raise ConfigError("the frame has no columns")
+    if len(df) < 2:
+        raise ConfigError(f"the frame has {len(df)} row(s): at least 2 are needed to learn anything")
+    if df.columns.duplicated().any():
+        duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        raise ConfigError(f"the frame has duplicated column names: {duplicated}")
+    odd = [repr(c) for c in df.columns if not isinstance(c, str | int)]
+    if odd:
+        raise ConfigError(f"column names must be strings or integers, got {odd}: rename them")
+
+
+def _id_like_name(name: Any) -> bool:
+    """Whether a column's name says it identifies a person or a record (``customer_id``, ``userEmail``, ``name``)."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower()
+    return any(word in ID_WORDS for word in re.split(r"[^a-z0-9]+", words))
+
+
+def _identifier_note(name: Any, why: str) -> str:
+    return (f"column {name!r} is treated as an identifier ({why}): it is not learned, and synthetic rows get new "
+            f"values that match no real one; declare column_types={{{name!r}: 'categorical'}} (or another kind) "
+            "to learn it instead")
+
+
+def _date_format(texts: Sequence[str]) -> str | None:
+    """The strftime format of strings that are dates (at least 95% of a sample parse), else None.
+
+    Day-first and month-first guesses are both tried ("02/01/2020"), and the one that reads more of the
+    sample wins; dates in several formats get ISO 8601 (they are parsed one by one).
+    """
+    sample = [str(t) for t in texts[:DATE_SAMPLE]]
+    if not sample or np.mean([any(ch.isdigit() for ch in t) for t in sample]) < DATE_MIN_SHARE:
+        return None  # dateutil reads "May" or "March" as dates: real dates have digits
+    series = pd.Series(sample, dtype=object)
+    # month-first guesses first: on a tie (no day above 12 in the sample) the usual reading wins
+    guesses = [_guess_format(t, dayfirst) for dayfirst in (False, True) for t in sample[:5]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shares = {fmt: pd.to_datetime(series, format=fmt, errors="coerce").notna().mean()
+                  for fmt in dict.fromkeys(guesses) if fmt is not None}
+        best = max(shares, key=shares.get, default=None)
+        if best is not None and shares[best] >= DATE_MIN_SHARE:
+            return best
+        try:
+            parsed = pd.to_datetime(series, format="mixed", errors="coerce")
+        except (ValueError, TypeError, OverflowError):
+            return None
+    return "%Y-%m-%d %H:%M:%S" if parsed.notna().mean() >= DATE_MIN_SHARE else None
+
+
+def _guess_format(text: str, dayfirst: bool = False) -> str | None:
+    from pandas.tseries.api import guess_datetime_format
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return guess_datetime_format(text, dayfirst=dayfirst)
+
+
+def _sample_texts(series: pd.Series) -> list[str]:
+    return [str(v) for v in series.dropna().unique()[:DATE_SAMPLE]]
+
+
+def _sort_key(value: Any) -> tuple:
+    """Orders categories of any types: numbers numerically, then everything else as text."""
+    if isinstance(value, numbers.Real):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar it holds (JSON and ``==`` friendly)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _can_hold_missing(info: ColumnInfo) -> bool:
+    return not (info.dtype == "bool" or re.fullmatch(r"u?int\d+", info.dtype))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers: numbers
+
+
+def _datetime_ns(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Datetimes as int64 nanoseconds since the epoch (UTC for tz-aware columns) and the missing mask."""
+    series = pd.Series(series)
+    if getattr(series.dt, "tz", None) is not None:
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    ns = series.astype("datetime64[ns]").to_numpy().view(np.int64).copy()
+    return ns, ns == _NAT
+
+
+def _to_ns(value: Any, series: pd.Series, name: Any) -> int:
+    """A datetime bound (timestamp, string or nanoseconds) as the int64 nanoseconds ``_datetime_ns`` uses."""
+    if isinstance(value, numbers.Real):
+        return int(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"bounds[{name!r}]: {value!r} is not a date ({error})") from None
+    tz = getattr(series.dt, "tz", None) if ptypes.is_datetime64_any_dtype(series.dtype) else None
+    if tz is not None:
+        stamp = (stamp.tz_localize(tz) if stamp.tz is None else stamp).tz_convert("UTC").tz_localize(None)
+    elif stamp.tz is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return int(stamp.as_unit("ns").value)
+
+
+def _decimals(values: np.ndarray) -> int | None:
+    """The fewest decimals (up to 6) that represent every value: the data's own precision, kept on output."""
+    for decimals in range(7):
+        if np.all(np.abs(np.round(values, decimals) - values) <= 1e-9 * np.maximum(1.0, np.abs(values))):
+            return decimals
+    return None
+
+
+def _fit_mixture(values: np.ndarray, max_modes: int, weight_threshold: float,
+                 seed: int) -> tuple[list[float], list[float], list[float]]:
+    """CTGAN's Bayesian Gaussian mixture on ``values``: the kept modes' means, stds and weights.
+
+    A large column is summarised by GMM_MAX_ROWS evenly spaced quantiles rather than a random subsample:
+    the same shape for the mixture (a mode of weight 0.5% still gets 10 points) at a fraction of the time,
+    which is most of ``fit``'s cost.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+
+    if len(values) > GMM_MAX_ROWS:
+        ordered = np.sort(values)
+        values = ordered[((np.arange(GMM_MAX_ROWS) + 0.5) * len(ordered) / GMM_MAX_ROWS).astype(np.int64)]
+    # standardised first: the mixture's covariance floor (reg_covar) then means the same for every scale
+    center, scale = float(values.mean()), float(values.std()) or 1.0
+    z = ((values - center) / scale).reshape(-1, 1)  # (N, 1)
+    # CTGAN's settings; "diag" is the same model as the default "full" for one dimension (equal to 1e-13),
+    # without a Cholesky factorisation per component and iteration: twice as fast
+    mixture = BayesianGaussianMixture(n_components=min(max_modes, len(z)),
+                                      weight_concentration_prior_type="dirichlet_process",
+                                      weight_concentration_prior=0.001, n_init=1, random_state=seed,
+                                      covariance_type="diag")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mixture.fit(z)
+    weights = mixture.weights_
+    keep = weights > weight_threshold
+    if not keep.any():
+        keep = weights == weights.max()
+    order = np.argsort(mixture.means_[keep, 0], kind="stable")  # modes listed from low to high
+    means = mixture.means_[keep, 0][order] * scale + center
+    stds = np.sqrt(mixture.covariances_[keep].reshape(-1))[order] * scale
+    kept = weights[keep][order] / weights[keep].sum()
+    return [float(m) for m in means], [float(s) for s in stds], [float(w) for w in kept]
+
+
+def _sample_modes(x: np.ndarray, info: ColumnInfo, limit: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sample each value's mode from its posterior among modes that reach it without clipping; its alpha."""
+    means, stds, weights = (np.asarray(v, dtype=float) for v in (info.means, info.stds, info.weights))
+    alpha = (x[:, None] - means) / (4 * stds)  # (N, K)
+    log_posterior = np.log(weights) - np.log(stds) - 8 * alpha**2  # + const; (x - mu)^2 / (2 sigma^2) = 8 alpha^2
+    reachable = np.abs(alpha) <= limit
+    log_posterior = np.where(reachable, log_posterior, -np.inf)
+    slots = np.argmax(log_posterior + rng.gumbel(size=alpha.shape), axis=1)  # Gumbel-max: a posterior sample
+    stranded = ~reachable.any(axis=1)  # beyond every mode's reach: the nearest, clipped
+    slots[stranded] = np.argmin(np.abs(alpha[stranded]), axis=1)
+    return slots, np.clip(alpha[np.arange(len(x)), slots], -limit, limit)
+
+
+def _candidate_grid(integer: bool) -> np.ndarray:
+    """Public candidates for DP bounds: 0 and +-{1, 2, 5} x 10^k (k = -6..12); integer columns add -1000..1000."""
+    magnitudes = [m * 10.0**k for k in range(-6, 13) for m in (1, 2, 5)]
+    grid = np.array([0.0] + magnitudes + [-m for m in magnitudes])
+    if integer:
+        grid = np.concatenate([grid[grid == np.round(grid)], np.arange(-1000, 1001, dtype=float)])
+    return np.unique(grid)
+
+
+def _dp_quantile(values: np.ndarray, q: float, epsilon: float, grid: np.ndarray, rng: np.random.Generator) -> float:
+    """The exponential mechanism for the ``q`` quantile over ``grid`` (epsilon-DP, add/remove one row).
+
+    A candidate's score is minus the distance from ``q * n`` to the rank interval
+    ``[#{x < c}, #{x <= c}]``: a candidate sitting on a point mass that contains the quantile scores 0.
+    Adding or removing a row moves the score by at most 1.
+    """
+    ordered = np.sort(values)
+    below = np.searchsorted(ordered, grid, side="left")
+    upto = np.searchsorted(ordered, grid, side="right")
+    target = q * len(ordered)
+    distance = np.maximum(0.0, np.maximum(below - target, target - upto))
+    return float(grid[np.argmax(-epsilon * distance / 2 + rng.gumbel(size=len(grid)))])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers: decoding
+
+
+def _block(data: np.ndarray, span: Span) -> np.ndarray:
+    return data[:, span.start : span.end]
+
+
+def _argmax(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row-wise argmax with ties broken at random (an all-equal row must not always pick slot 0)."""
+    best = block >= block.max(axis=1, keepdims=True)
+    return np.argmax(np.where(best, 1.0 + rng.random(block.shape), 0.0), axis=1)
+
+
+def _identifiers(info: ColumnInfo, n: int) -> np.ndarray:
+    if info.id_prefix is not None:
+        width = max(6, len(str(n)))
+        return np.array([f"{info.id_prefix}{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
+    return info.id_start + info.id_step * np.arange(n, dtype=np.int64)
+
+
+def _restore(info: ColumnInfo, values: np.ndarray, missing: np.ndarray) -> pd.Series:
+    """Decoded values (+ missing mask) as a Series of the fitted column's dtype."""
+    if info.kind == "datetime" or (info.kind == "constant" and info.dtype.startswith("datetime64")):
+        ns = np.asarray(values, dtype=np.int64).copy()
+        ns[missing] = _NAT
+        stamps = pd.Series(ns.view("datetime64[ns]"))
+        if info.as_text:
+            texts = stamps.dt.strftime(info.date_format).to_numpy(dtype=object)
+            texts[missing] = None
+            return pd.Series(texts, dtype=_dtype(info.dtype))
+        target = _dtype(info.dtype)
+        if isinstance(target, pd.DatetimeTZDtype):
+            stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(target.tz)
+        return stamps.astype(target)
+    if info.kind == "identifier" and info.dtype == "category":
+        return pd.Series(pd.Categorical(values))
+    objects = np.empty(len(values), dtype=object)
+    if info.kind == "integer" or (info.kind == "identifier" and info.id_prefix is None):
+        objects[:] = [int(v) for v in values]
+    elif info.kind == "continuous":
+        objects[:] = [float(v) for v in values]
+    else:
+        objects[:] = list(values)
+    if info.as_text:
+        objects = np.array([_number_text(v) for v in objects], dtype=object)
+    objects[missing] = None
+    if info.dtype == "category":
+        categories = info.dtype_categories if info.dtype_categories is not None else info.categories
+        return pd.Series(pd.Categorical(objects, categories=categories, ordered=info.ordered))
+    target = _dtype(info.dtype)
+    if missing.any() and not _can_hold_missing(info):  # only when a DP column kept no category at all
+        target = "boolean" if info.dtype == "bool" else info.dtype.capitalize().replace("Uint", "UInt")
+    return pd.Series(objects, dtype=target)
+
+
+def _number_text(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if value is None else str(value)
+
+
+def _dtype(name: str) -> Any:
+    try:
+        return ptypes.pandas_dtype(name)
+    except TypeError:
+        return object
+
+
+def _json_ready(value: Any, where: str) -> Any:
+    """Builtins only, finite floats only: what ``json.dumps(..., allow_nan=False)`` accepts."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v, where) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v, where) for v in value]
+    value = _plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: cannot save the non-finite number {value}")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ConfigError(f"{where}: cannot save {value!r} ({type(value).__name__}) as JSON; categories and constants "
+                      "must be text, numbers or booleans")

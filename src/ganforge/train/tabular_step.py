@@ -1,0 +1,252 @@
+"""Training a GAN on table rows (CTGAN, Xu et al. 2019), optionally with differential privacy.
+
+- `TabularStream`: batches of transformed rows and their conditions, a pure function of
+  (seed, batch index) so a resumed run replays exactly. By default *training-by-sampling*: each
+  row's condition is a category of a discrete column chosen uniformly, the category drawn with
+  probability ∝ log(frequency + 1) (rare classes are seen often enough to be learned), and the real
+  row drawn among those with that category. With DP, batches are Poisson samples (each row kept with
+  probability q, what the privacy accountant assumes) and each row's condition is its own category.
+- `TabularStep`: the critic update(s), then the generator update: WGAN-GP with packing by default,
+  plus the conditional cross-entropy that makes G honour its condition. With `DPSGD`, the critic is
+  trained by DP-SGD through Opacus (per-sample clipping, Gaussian noise, an RDP accountant) and a
+  logistic loss (the gradient penalty's double backward has no per-sample form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganforge.errors import ConfigError
+from ganforge.monitor import report
+from ganforge.nets.tabular import TabularDiscriminator, TabularGenerator, activate
+from ganforge.train.gan_step import _grad_norm
+
+
+@dataclass
+class Conditions:
+    """The condition of each row of a batch: one-hot ``vector`` (B, cond_dim), and which (column, category)."""
+
+    vector: Tensor | None
+    column: Tensor | None  # (B,) index into the condition spans
+    category: Tensor | None  # (B,) index within that span
+
+
+class TabularStream:
+    """Batches of rows (B, row_dim) with their `Conditions`; ``position`` counts batches."""
+
+    def __init__(self, rows: Tensor, cond_spans: Sequence, batch_size: int, seed: int, device: torch.device,
+                 *, poisson: bool = False):
+        n = rows.shape[0]
+        if batch_size > n and not poisson:
+            raise ConfigError(f"--batch-size {batch_size} is larger than the table ({n} rows); use at most {n}")
+        self.rows = rows.to(device)
+        self.device = device
+        self.batch_size = batch_size
+        self.seed = seed
+        self.poisson = poisson
+        self.sample_rate = batch_size / n
+        self.position = 0
+        self.cond_spans = list(cond_spans)
+        self.offsets = np.cumsum([0] + [s.end - s.start for s in self.cond_spans])
+        self.cond_dim = int(self.offsets[-1])
+        rows_np = rows.cpu().numpy()
+        self.categories = [rows_np[:, s.start : s.end].argmax(1) for s in self.cond_spans]  # (N,) per column
+        self.log_freq, self.by_category = [], []
+        for s, cats in zip(self.cond_spans, self.categories, strict=True):
+            counts = np.bincount(cats, minlength=s.end - s.start)
+            p = np.log(counts + 1.0) * (counts > 0)
+            self.log_freq.append(p / p.sum())
+            self.by_category.append([np.flatnonzero(cats == k) for k in range(s.end - s.start)])
+
+    def _conditions(self, columns: np.ndarray, categories: np.ndarray) -> Conditions:
+        vector = torch.zeros(len(columns), self.cond_dim)
+        vector[np.arange(len(columns)), self.offsets[columns] + categories] = 1.0
+        return Conditions(vector.to(self.device), torch.as_tensor(columns, device=self.device),
+                          torch.as_tensor(categories, device=self.device))
+
+    def next(self) -> tuple[Tensor, Conditions]:
+        rng = np.random.default_rng([self.seed, self.position])
+        self.position += 1
+        n = self.rows.shape[0]
+        if self.poisson:
+            idx = np.flatnonzero(rng.random(n) < self.sample_rate)
+        elif not self.cond_spans:
+            idx = rng.choice(n, self.batch_size, replace=False)
+        else:
+            columns = rng.integers(len(self.cond_spans), size=self.batch_size)
+            categories = np.array([rng.choice(len(self.log_freq[c]), p=self.log_freq[c]) for c in columns])
+            idx = np.array([rng.choice(self.by_category[c][k]) for c, k in zip(columns, categories, strict=True)])
+            return self.rows[torch.as_tensor(idx, device=self.device)], self._conditions(columns, categories)
+        rows = self.rows[torch.as_tensor(idx, device=self.device)]
+        if not self.cond_spans:
+            return rows, Conditions(None, None, None)
+        columns = rng.integers(len(self.cond_spans), size=len(idx))
+        categories = np.array([self.categories[c][i] for c, i in zip(columns, idx, strict=True)], dtype=np.int64)
+        return rows, self._conditions(columns, categories)
+
+    def sample_conditions(self, n: int, generator: np.random.Generator) -> Conditions:
+        """Conditions for sampling: each column's categories at their *real* frequencies (not log), so that an
+        unconditional sample reproduces category rates."""
+        if not self.cond_spans:
+            return Conditions(None, None, None)
+        columns = generator.integers(len(self.cond_spans), size=n)
+        categories = np.empty(n, dtype=np.int64)
+        for c in range(len(self.cond_spans)):
+            where = columns == c
+            counts = np.bincount(self.categories[c], minlength=len(self.log_freq[c]))
+            categories[where] = generator.choice(len(counts), size=int(where.sum()), p=counts / counts.sum())
+        return self._conditions(columns, categories)
+
+
+class DPSGD:
+    """DP-SGD for the critic through Opacus: per-sample clipping to ``max_grad_norm``, Gaussian noise of std
+    ``noise_multiplier * max_grad_norm``, and an RDP accountant fed the Poisson sampling rate."""
+
+    def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, *, noise_multiplier: float,
+                 max_grad_norm: float, sample_rate: float, expected_batch_size: int, delta: float,
+                 generator: torch.Generator | None = None):
+        try:
+            from opacus import GradSampleModule
+            from opacus.accountants import RDPAccountant
+            from opacus.optimizers import DPOptimizer
+        except ImportError:
+            raise ConfigError("differential privacy needs Opacus: pip install 'ganforge[privacy]'") from None
+        self.module = GradSampleModule(discriminator)
+        self.optimizer = DPOptimizer(optimizer, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+                                     expected_batch_size=expected_batch_size, loss_reduction="mean",
+                                     generator=generator)
+        self.accountant = RDPAccountant()
+        self.optimizer.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
+        self.delta = delta
+        self.noise_multiplier, self.max_grad_norm, self.sample_rate = noise_multiplier, max_grad_norm, sample_rate
+
+    def epsilon(self) -> float:
+        return float(self.accountant.get_epsilon(self.delta)) if self.accountant.history else 0.0
+
+    def state_dict(self) -> dict:
+        return {"history": [list(h) for h in self.accountant.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accountant.history = [tuple(h) for h in state.get("history", [])]
+
+
+class TabularStep:
+    """Critic update(s) (``n_critic``), then a generator update, on batches of a `TabularStream`."""
+
+    def __init__(self, generator: TabularGenerator, discriminator: TabularDiscriminator, spans: Sequence,
+                 cond_spans: Sequence, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, *,
+                 noise: torch.Generator, n_critic: int = 1, gp_weight: float = 10.0, tau: float = 0.2,
+                 dp: DPSGD | None = None):
+        self.generator, self.discriminator = generator, discriminator
+        self.spans, self.cond_spans = list(spans), list(cond_spans)
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.noise = noise
+        self.n_critic = n_critic
+        self.gp_weight = gp_weight
+        self.tau = tau
+        self.dp = dp
+        self.iteration = 0
+        self.measure = True
+
+    def _fake(self, cond: Conditions, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        z = torch.randn(n, self.generator.z_dim, generator=self.noise, device=device)
+        raw = self.generator(z, cond.vector)
+        return raw, activate(raw, self.spans, tau=self.tau, generator=self.noise)
+
+    def _cond_loss(self, raw: Tensor, cond: Conditions) -> Tensor:
+        """Cross-entropy of G's scores on each row's conditioned column against the asked-for category."""
+        if cond.column is None:
+            return raw.new_zeros(())
+        total = raw.new_zeros(())
+        for c, span in enumerate(self.cond_spans):
+            rows = cond.column == c
+            if rows.any():
+                total = total + F.cross_entropy(raw[rows, span.start : span.end], cond.category[rows],
+                                                reduction="sum")
+        return total / raw.shape[0]
+
+    def _gradient_penalty(self, real: Tensor, fake: Tensor, cond: Tensor | None) -> Tensor:
+        """WGAN-GP on interpolates, one mixing weight and one gradient norm per pack (as CTGAN)."""
+        d = self.discriminator
+        pac = d.pac
+        alpha = torch.rand(real.shape[0] // pac, 1, generator=self.noise, device=real.device).repeat_interleave(pac, 0)
+        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(d(d.pack(mixed, cond)).sum(), mixed, create_graph=True)
+        return (grad.reshape(-1, pac * real.shape[1]).norm(2, dim=1) - 1).pow(2).mean()
+
+    def __call__(self, batches: Sequence[tuple[Tensor, Conditions]]) -> dict[str, Tensor]:
+        G, D = self.generator, self.discriminator  # noqa: N806
+        critic = self.dp.module if self.dp is not None else D
+        opt_d = self.dp.optimizer if self.dp is not None else self.opt_d
+        D.requires_grad_(True)
+        for real, cond in batches:
+            n = real.shape[0]
+            _, fake = self._fake(cond, n, real.device)
+            if self.dp is None:
+                real_scores = critic(D.pack(real, cond.vector))
+                fake_scores = critic(D.pack(fake.detach(), cond.vector))
+                loss_d = fake_scores.mean() - real_scores.mean()  # the Wasserstein critic
+                if self.gp_weight:
+                    gp = self._gradient_penalty(real, fake, cond.vector)
+                    report("Loss/D/gp", gp.detach())
+                    loss_d = loss_d + self.gp_weight * gp
+            else:  # one forward over real and fake rows: every per-sample gradient is clipped, then noised
+                scores = critic(D.pack(torch.cat([real, fake.detach()]), None if cond.vector is None
+                                       else torch.cat([cond.vector, cond.vector])))
+                real_scores, fake_scores = scores[:n], scores[n:]
+                loss_d = (F.softplus(-real_scores).sum() + F.softplus(fake_scores).sum()) / max(1, n)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            if self.measure and self.dp is None:
+                report("Grad/D", _grad_norm(D))
+            opt_d.step()
+        # generator, with fresh noise, on the last batch's conditions
+        D.requires_grad_(False)
+        if self.dp is not None:  # G's pass through D is not a DP-SGD step: no per-sample gradients
+            self.dp.module.disable_hooks()
+        raw, fake = self._fake(cond, n, real.device)
+        fake_g = D(D.pack(fake, cond.vector))
+        loss_adv = -fake_g.mean() if self.dp is None else F.softplus(-fake_g).mean()
+        loss_cond = self._cond_loss(raw, cond)
+        loss_g = loss_adv + loss_cond
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        if self.measure:
+            report("Grad/G", _grad_norm(G))
+        self.opt_g.step()
+        D.requires_grad_(True)
+        if self.dp is not None:
+            self.dp.module.enable_hooks()
+        with torch.no_grad():
+            real_scores, fake_scores = real_scores.detach(), fake_scores.detach()
+            report("Loss/D", loss_d.detach())
+            report("Loss/G", loss_g.detach())
+            report("Loss/G/cond", loss_cond.detach())
+            report("D/real", torch.sigmoid(real_scores))
+            report("D/fake", torch.sigmoid(fake_scores))
+            report("D/acc_real", (real_scores > 0).float())
+            report("D/acc_fake", (fake_scores < 0).float())
+            report("D/margin", real_scores.mean() - fake_scores.mean())
+            if self.dp is not None:
+                report("Privacy/epsilon", self.dp.epsilon())
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    # --- what the trainer saves and restores ---------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def extra_state(self) -> dict:
+        return {"accountant": self.dp.state_dict()} if self.dp is not None else {}
+
+    def load_extra_state(self, state: dict) -> None:
+        if self.dp is not None and "accountant" in state:
+            self.dp.load_state_dict(state["accountant"])

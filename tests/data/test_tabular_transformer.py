@@ -1,0 +1,283 @@
+"""TabularTransformer: column kinds, exact round trips, point masses, clipping, saving, and DP preprocessing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+
+from ganforge.data.tabular import Span, TabularTransformer  # noqa: E402
+from ganforge.errors import ConfigError  # noqa: E402
+
+N = 1000
+NUMERIC = ["bimodal", "assets", "age", "income"]
+
+
+def mixed_frame(n: int = N, seed: int = 0) -> pd.DataFrame:
+    """One column of each kind the transformer must handle, ~1,000 rows."""
+    rng = np.random.default_rng(seed)
+    bimodal = np.where(rng.random(n) < 0.4, rng.normal(-5, 1, n), rng.normal(10, 2, n))
+    assets = np.where(rng.random(n) < 0.5, 0.0, np.round(rng.lognormal(8, 1, n), 2))  # 50% exact zeros
+    colour = rng.choice(np.array(["red", "green", "blue", "violet"], dtype=object), n, p=[0.6, 0.35, 0.05, 0.0])
+    colour[7] = "violet"  # a rare class, seen once
+    income = rng.normal(50_000, 10_000, n).round(1)
+    income[rng.random(n) < 0.2] = np.nan
+    return pd.DataFrame({
+        "bimodal": bimodal,
+        "assets": assets,
+        "age": rng.integers(18, 91, n),
+        "rooms": rng.integers(1, 6, n),  # low cardinality: categorical, still int64 on output
+        "colour": colour,
+        "flag": rng.random(n) < 0.3,
+        "when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D"),
+        "income": income,
+        "customer_id": np.arange(1000, 1000 + n),
+        "name": [f"person {i}" for i in rng.permutation(n)],
+        "country": "FR",
+    })
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return mixed_frame()
+
+
+@pytest.fixture(scope="module")
+def fitted(frame: pd.DataFrame) -> TabularTransformer:
+    return TabularTransformer(seed=0).fit(frame)
+
+
+def kinds(transformer: TabularTransformer) -> dict[str, str]:
+    return {c.name: c.kind for c in transformer.columns}
+
+
+def spans_of(transformer: TabularTransformer, column: str) -> dict[str, Span]:
+    return {s.role: s for s in transformer.spans if s.column == column}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Kinds, layout, notes
+
+
+def test_kinds_spans_and_notes(fitted: TabularTransformer, frame: pd.DataFrame) -> None:
+    assert kinds(fitted) == {"bimodal": "continuous", "assets": "continuous", "age": "integer",
+                             "rooms": "categorical", "colour": "categorical", "flag": "boolean",
+                             "when": "datetime", "income": "continuous", "customer_id": "identifier",
+                             "name": "identifier", "country": "constant"}
+    # spans tile the row, with the activation their role implies
+    assert fitted.spans[0].start == 0 and fitted.spans[-1].end == fitted.output_dim
+    for before, after in zip(fitted.spans, fitted.spans[1:], strict=False):
+        assert before.end == after.start
+    for span in fitted.spans:
+        assert span.activation == ("tanh" if span.role == "value" else "softmax")
+        assert span.end - span.start == {"value": 1, "missing": 2}.get(span.role, span.end - span.start)
+    # only the column with NaN has a missing span; identifiers and constants have no span at all
+    assert [s.column for s in fitted.spans if s.role == "missing"] == ["income"]
+    assert not {"customer_id", "name", "country"} & {s.column for s in fitted.spans}
+    assert [s.column for s in fitted.condition_spans()] == ["rooms", "colour", "flag"]
+    # categories by frequency, then value
+    assert fitted.category_values("colour") == ["red", "green", "blue", "violet"]
+    counts = frame["rooms"].value_counts()
+    assert fitted.category_values("rooms") == sorted(counts.index, key=lambda v: (-counts[v], v))
+    with pytest.raises(ConfigError, match="age"):
+        fitted.category_values("age")
+    notes = " ".join(fitted.notes)
+    for column in ("customer_id", "name", "country"):
+        assert repr(column) in notes
+    info = {c.name: c for c in fitted.columns}
+    assert info["income"].missing_rate == pytest.approx(frame["income"].isna().mean())
+    assert info["assets"].point_masses == [0.0]  # the zero-inflation has its own mode slot
+
+
+def test_overrides_and_more_dtypes() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    df = pd.DataFrame({
+        "code": rng.integers(0, 1000, n),
+        "day": pd.Series(pd.date_range("2021-01-01", periods=n, freq="D").strftime("%d/%m/%Y")),
+        "grade": pd.Categorical(rng.choice(["b", "a", "c"], n), categories=["c", "b", "a", "z"], ordered=True),
+        "count": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 60, n)), dtype="Int64"),
+        "ok": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+        "level": rng.integers(0, 3, n).astype(float),
+    })
+    transformer = TabularTransformer(column_types={"code": "integer"}, discrete_columns=["count"]).fit(df)
+    assert kinds(transformer) == {"code": "integer", "day": "datetime", "grade": "categorical",
+                                  "count": "categorical", "ok": "boolean", "level": "categorical"}
+    back = transformer.inverse_transform(transformer.transform(df))
+    assert back.dtypes.equals(df.dtypes)
+    assert back["day"].tolist() == df["day"].tolist()  # day-first text dates, written back the same way
+    assert list(back["grade"].cat.categories) == ["c", "b", "a", "z"] and back["grade"].cat.ordered
+    for column in ("grade", "count", "ok", "level"):
+        pd.testing.assert_series_equal(back[column], df[column])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Round trip, point masses, clipping
+
+
+def test_round_trip(fitted: TabularTransformer, frame: pd.DataFrame) -> None:
+    rows = fitted.transform(frame)
+    assert rows.dtype == np.float32 and rows.shape == (N, fitted.output_dim)
+    np.testing.assert_array_equal(rows, fitted.transform(frame))  # mode sampling is seeded
+    back = fitted.inverse_transform(rows)
+    assert list(back.columns) == list(frame.columns)
+    assert back.dtypes.equals(frame.dtypes)
+    for column in ("rooms", "colour", "flag", "country"):
+        pd.testing.assert_series_equal(back[column], frame[column])
+    for column in NUMERIC:
+        pd.testing.assert_series_equal(back[column].isna(), frame[column].isna())  # NaN in the same places
+        scale = frame[column].max() - frame[column].min()
+        np.testing.assert_allclose(back[column], frame[column], rtol=0, atol=0.01 * scale)
+    assert (back["assets"][frame["assets"] == 0] == 0).all()
+    pd.testing.assert_series_equal(back["when"], frame["when"])  # whole days come back as whole days
+
+
+def test_zero_inflated_column_keeps_its_zeros(fitted: TabularTransformer, frame: pd.DataFrame) -> None:
+    rows = fitted.transform(frame)
+    value, mode = spans_of(fitted, "assets")["value"], spans_of(fitted, "assets")["mode"]
+    frequencies = rows[:, mode.start : mode.end].mean(axis=0)  # how often the real rows use each mode slot
+    rng = np.random.default_rng(3)
+    n = 20_000
+    fake = rng.uniform(-1, 1, (n, fitted.output_dim))
+    fake[:, mode.start : mode.end] = np.eye(mode.end - mode.start)[rng.choice(len(frequencies), n, p=frequencies)]
+    fake[:, value.start] = rng.uniform(-1, 1, n)
+    assets = fitted.inverse_transform(fake)["assets"]
+    assert (assets == 0).mean() == pytest.approx((frame["assets"] == 0).mean(), abs=0.02)
+    assert assets.min() >= 0
+
+
+def test_random_outputs_stay_in_range(fitted: TabularTransformer, frame: pd.DataFrame) -> None:
+    rng = np.random.default_rng(4)
+    out = fitted.inverse_transform(3 * rng.normal(size=(5000, fitted.output_dim)), seed=1)
+    assert out.dtypes.equals(frame.dtypes) and len(out) == 5000
+    for column in (*NUMERIC, "when"):
+        present = out[column].dropna()
+        assert present.min() >= frame[column].min() and present.max() <= frame[column].max()
+    assert (out["age"] == out["age"].round()).all()
+    assert out["income"].isna().mean() == pytest.approx(0.5, abs=0.05)  # a coin flip on random spans
+    for column in ("rooms", "colour", "flag"):
+        assert set(out[column]) <= set(frame[column])
+    assert (out["country"] == "FR").all()
+    # identifiers: fresh, distinct, never a real one
+    for column in ("customer_id", "name"):
+        assert out[column].is_unique and not set(out[column]) & set(frame[column])
+    assert out["name"].iloc[0] == "synthetic-000001"
+    assert out["customer_id"].min() > frame["customer_id"].max()
+
+
+def test_identifier_prefix_avoids_real_values() -> None:
+    df = pd.DataFrame({"token": [f"synthetic-{i:06d}" for i in range(1, 101)], "x": np.arange(100) % 3})
+    transformer = TabularTransformer().fit(df)
+    assert kinds(transformer)["token"] == "identifier"
+    out = transformer.inverse_transform(transformer.transform(df))
+    assert not set(out["token"]) & set(df["token"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: pd.DataFrame({"a": pd.Series([], dtype=float)}), "0 row"),
+    (lambda: pd.DataFrame({"a": [1.5], "b": ["x"]}), "1 row"),
+    (lambda: pd.DataFrame({"a": [1.5, 2.5, 3.5], "hollow": [np.nan] * 3}), "column 'hollow' is empty"),
+    (lambda: pd.DataFrame({"muddled": ["1", "2", "x", "y", "3.5", "z"] * 10}), "column 'muddled' mixes numbers"),
+])
+def test_bad_frames_raise(make, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TabularTransformer().fit(make())
+
+
+def test_unknown_values_at_transform_raise(fitted: TabularTransformer, frame: pd.DataFrame) -> None:
+    bad = frame.iloc[:5].copy()
+    bad.loc[bad.index[0], "colour"] = "purple"
+    with pytest.raises(ConfigError, match="colour.*purple"):
+        fitted.transform(bad)
+    nan = frame.iloc[:5].copy()
+    nan.loc[nan.index[0], "age"] = np.nan
+    with pytest.raises(ConfigError, match="'age'.*missing"):
+        fitted.transform(nan)
+    with pytest.raises(ConfigError, match="lacks"):
+        fitted.transform(frame.drop(columns=["flag"]))
+    with pytest.raises(ConfigError, match="shape"):
+        fitted.inverse_transform(np.zeros((3, fitted.output_dim + 1)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Saving
+
+
+def test_to_dict_json_round_trip(fitted: TabularTransformer, frame: pd.DataFrame) -> None:
+    text = json.dumps(fitted.to_dict(), allow_nan=False)
+    loaded = TabularTransformer.from_dict(json.loads(text))
+    assert loaded.spans == fitted.spans and loaded.notes == fitted.notes
+    rows = fitted.transform(frame)
+    np.testing.assert_array_equal(loaded.transform(frame), rows)
+    pd.testing.assert_frame_equal(loaded.inverse_transform(rows), fitted.inverse_transform(rows))
+    with pytest.raises(ConfigError):
+        TabularTransformer.from_dict({"format": "something else"})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Differential privacy
+
+
+def declared(frame: pd.DataFrame) -> dict:
+    """Public knowledge about every column: with it, the DP transformer needs no budget."""
+    return {"bounds": {"bimodal": (-20, 30), "assets": (0, 100_000), "age": (0, 120), "rooms": (0, 10),
+                       "when": ("2020-01-01", "2023-12-31"), "income": (0, 200_000)},
+            "categories": {"colour": ["red", "green", "blue", "violet"], "country": ["FR", "DE"]}}
+
+
+def test_dp_ledger_sums_to_epsilon(frame: pd.DataFrame) -> None:
+    public = declared(frame)
+    bounds = {k: v for k, v in public["bounds"].items() if k in ("assets", "when")}
+    transformer = TabularTransformer().fit(frame, bounds=bounds, dp=(2.0, 1e-6))
+    ledger = transformer.privacy_ledger
+    assert sum(entry["epsilon"] for entry in ledger) == pytest.approx(2.0)
+    assert transformer.epsilon_spent == pytest.approx(2.0) and transformer.delta_spent == pytest.approx(1e-6)
+    assert {entry["column"] for entry in ledger} == {"bimodal", "age", "rooms", "income", "colour", "country"}
+    assert not {"assets", "when", "flag"} & {entry["column"] for entry in ledger}  # declared or public: free
+    for entry in ledger:
+        assert set(entry) == {"column", "what", "epsilon", "delta", "mechanism"}
+    # every encoded column has a missing span; DP mode reports no data-dependent missing rate
+    encoded = {s.column for s in transformer.spans}
+    assert encoded == {s.column for s in transformer.spans if s.role == "missing"}
+    assert all(c.missing_rate is None for c in transformer.columns)
+    out = transformer.inverse_transform(transformer.transform(frame))
+    assert out.dtypes.equals(frame.dtypes)
+    assert (out["assets"] == 0).mean() == pytest.approx((frame["assets"] == 0).mean())  # the bound 0 is exact
+    json.dumps(transformer.to_dict(), allow_nan=False)
+
+
+def test_dp_declared_knowledge_costs_nothing_and_ignores_any_one_row(frame: pd.DataFrame) -> None:
+    public = declared(frame)
+    changed = frame.copy()
+    changed.loc[0, ["bimodal", "assets", "age", "colour"]] = [1e9, 1e12, 10**6, "blue"]
+    first = TabularTransformer().fit(frame, dp=(1.0, 1e-6), **public)
+    second = TabularTransformer().fit(changed, dp=(1.0, 1e-6), **public)
+    assert first.privacy_ledger == [] and first.epsilon_spent == 0
+    assert first.to_dict() == second.to_dict()  # the state does not depend on the data at all
+    np.testing.assert_array_equal(first.transform(frame)[1:], second.transform(changed)[1:])
+    extreme = first.inverse_transform(first.transform(changed)[:1])
+    assert extreme["bimodal"].iloc[0] == 30 and extreme["age"].iloc[0] == 120  # clipped to the bounds
+
+
+def test_dp_histogram_drops_a_category_seen_once(frame: pd.DataFrame) -> None:
+    public = declared(frame)
+    transformer = TabularTransformer(seed=5).fit(frame, bounds=public["bounds"], categories={"country": ["FR"]},
+                                                 dp=(1.0, 1e-6))
+    assert [entry["column"] for entry in transformer.privacy_ledger] == ["colour"]
+    values = transformer.category_values("colour")
+    assert "red" in values and "violet" not in values  # threshold 1 + 2 ln(1e6) = 28.6 counts
+    rows = transformer.transform(frame)  # the suppressed value reads as missing, without an error
+    missing = spans_of(transformer, "colour")["missing"]
+    assert rows[7, missing.start + 1] == 1
+
+
+def test_dp_needs_datetime_bounds(frame: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="'when'"):
+        TabularTransformer().fit(frame, dp=(1.0, 1e-6))
