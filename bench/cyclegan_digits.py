@@ -39,7 +39,7 @@ from ganforge.metrics.translation import evaluate_translation
 from ganforge.train import RunConfig
 from ganforge.train.cycle_run import train_cyclegan, translate_batches
 
-DEMO = {"steps": 2000, "batch_size": 16, "ngf": 16, "n_blocks": 3}
+DEMO = {"steps": 1500, "batch_size": 16, "ngf": 16, "n_blocks": 3}
 SHOWN = ["label_preservation_a2b", "label_preservation_b2a", "label_preservation_aba", "label_preservation_bab",
          "fd_a2b", "fd_b2a", "l1_a2b", "l1_b2a", "ssim_a2b", "ssim_b2a", "cycle_l1_a", "cycle_l1_b"]
 
