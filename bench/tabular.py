@@ -7,7 +7,8 @@ independent per-column sampling, on three real tables, judged by ganforge's audi
 DIR (or $GANFORGE_TABLES) holds credit_data.csv, default.csv and colon.csv. Each table is split 80/20,
 stratified on its target, with the seed; every system is fitted on the 80% in its own process with one
 thread (fit wall and CPU seconds are comparable), samples as many rows as the training split, and is
-audited against the 20% holdout. CTGAN/TVAE need `pip install ctgan sdmetrics` (they pin pandas < 3: use
+audited against the 20% holdout. CTGAN and TVAE reject missing numbers, so their training copy has
+the median imputed (as their users must). They need `pip install ctgan sdmetrics` (they pin pandas < 3: use
 a separate virtual environment, e.g. `python -m venv --system-site-packages`). Results are appended as
 JSON lines to bench/results/tabular.jsonl and summarised in bench/results/tabular.md.
 """
@@ -83,8 +84,13 @@ def _fit_and_sample(system: str, train, discrete: list[str], seed: int, epochs: 
 
             torch.manual_seed(seed)
             np.random.seed(seed)
+            # CTGAN and TVAE reject missing numbers: impute the median, as their users must
+            filled = train.copy()
+            for c in filled.columns:
+                if c not in discrete and filled[c].isna().any():
+                    filled[c] = filled[c].fillna(filled[c].median())
             model = CTGAN(epochs=epochs) if system == "ctgan" else TVAE(epochs=epochs)
-            model.fit(train, discrete_columns=discrete)
+            model.fit(filled, discrete_columns=discrete)
             fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0
             synthetic = model.sample(n)
             extra = {}

@@ -457,6 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args: argparse.Namespace, run_dir: Path) -> str:
+    if args.command == "translate":
+        return f"ganforge translate train --out {run_dir} --resume auto"
+    if args.command == "tabular":
+        return f"ganforge tabular fit {getattr(args, 'data', 'DATA')} --out {run_dir} --resume auto"
+    return f"ganforge train --out {run_dir} --resume auto"
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
@@ -473,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as e:
         print(f"\nganforge {args.command}: stopped at step {e.step}; checkpoint written to {e.checkpoint}. "
-              f"Continue with: ganforge {'translate train' if args.command == 'translate' else 'train'} "
-              f"--out {e.checkpoint.parent.parent} --resume auto", file=sys.stderr)
+              f"Continue with: {_resume_hint(args, e.checkpoint.parent.parent)}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print(f"\nganforge {args.command}: interrupted", file=sys.stderr)
