@@ -12,7 +12,6 @@ only the networks (four), the step (`CycleGANStep`) and the data (two unpaired s
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from ganforge.grid import save_grid
 from ganforge.losses import get_loss
 from ganforge.monitor import report
 from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
-from ganforge.train.config import RunConfig, save_json
+from ganforge.train.config import RunConfig
 from ganforge.train.cycle_step import CycleGANStep
 from ganforge.train.quality import sliced_wasserstein
 from ganforge.train.rundir import RunDir
@@ -116,22 +115,6 @@ def translate_batches(generator: nn.Module, x: Tensor, batch_size: int = 64) -> 
     return torch.cat(out) if out else x.new_zeros((0, generator.out_channels, *x.shape[2:]))
 
 
-def _resume_checkpoint(run: RunDir, resume: str | None) -> Path | None:
-    if resume is None:
-        return None
-    if not run.is_run():
-        raise ConfigError(f"--resume: {run.path} holds no run to resume; start one without --resume")
-    if resume == "auto":
-        latest = run.latest()
-        if latest is None:
-            raise ConfigError(f"--resume auto: {run.checkpoints} holds no checkpoint to resume from")
-        checkpoint = latest.path
-    else:
-        checkpoint = Path(resume)
-    verify_checkpoint(checkpoint)
-    return checkpoint
-
-
 def train_cyclegan(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
                    callbacks: list[Callback] | None = None) -> TrainResult:
     """Train a CycleGAN as ``config`` says (``model="cyclegan"``), writing the run directory ``out``.
@@ -143,7 +126,9 @@ def train_cyclegan(config: RunConfig, out: str | os.PathLike, resume: str | None
         raise ConfigError(f"train_cyclegan needs model 'cyclegan', got {config.model!r}")
     config.validate()
     run = RunDir(out)
-    checkpoint = _resume_checkpoint(run, resume)
+    from ganforge.train.run import fit_trainer, mean_pairwise_distance, resume_checkpoint
+
+    checkpoint = resume_checkpoint(run, resume)
     configure_threads(config.threads)
     device = resolve_device(config.device)
     data_a, data_b = load_domains(config)
@@ -188,8 +173,6 @@ def train_cyclegan(config: RunConfig, out: str | os.PathLike, resume: str | None
         ab, ba = translations()
         return sliced_wasserstein(ab, fixed_b) + sliced_wasserstein(ba, fixed_a)
 
-    from ganforge.train.run import mean_pairwise_distance
-
     spread_a, spread_b = mean_pairwise_distance(fixed_a), mean_pairwise_distance(fixed_b)
 
     def probe() -> None:
@@ -233,22 +216,9 @@ def train_cyclegan(config: RunConfig, out: str | os.PathLike, resume: str | None
     hooks += list(callbacks or [])
     trainer = Trainer(step, stream, run, config, total, preview=preview, score=score,  # type: ignore[arg-type]
                       evaluate=evaluator, probe=probe, callbacks=hooks)
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
-        stored = run.read_config()
-        stored.update(config=config.to_dict(), total_steps=total)
-        save_json(run.config_path, stored)
-    if config.progress:
-        print(f"training cyclegan: A {data_a.source} {tuple(spec_a.shape)} x{len(data_a)} <-> B {data_b.source} "
-              f"{tuple(spec_b.shape)} x{len(data_b)}, {total} steps of {config.batch_size} on {device}"
-              + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
-    try:
-        return trainer.fit()
-    finally:
-        if config.report:
-            from ganforge.train.run import _write_report
-
-            _write_report(run.path)
+    banner = (f"training cyclegan: A {data_a.source} {tuple(spec_a.shape)} x{len(data_a)} <-> B {data_b.source} "
+              f"{tuple(spec_b.shape)} x{len(data_b)}, {total} steps of {config.batch_size} on {device}")
+    return fit_trainer(trainer, run, config, total, checkpoint, banner)
 
 
 # --- loading a trained translation run -------------------------------------------------------------------

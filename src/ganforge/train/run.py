@@ -112,18 +112,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
         return train_cyclegan(config, out, resume=resume, callbacks=callbacks)
     config.validate()
     run = RunDir(out)
-    checkpoint: Path | None = None
-    if resume is not None:
-        if not run.is_run():
-            raise ConfigError(f"--resume: {run.path} holds no run to resume; start one without --resume")
-        if resume == "auto":
-            latest = run.latest()
-            if latest is None:
-                raise ConfigError(f"--resume auto: {run.checkpoints} holds no checkpoint to resume from")
-            checkpoint = latest.path
-        else:
-            checkpoint = Path(resume)
-        verify_checkpoint(checkpoint)
+    checkpoint = resume_checkpoint(run, resume)
 
     configure_threads(config.threads)
     device = resolve_device(config.device)
@@ -201,6 +190,33 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
     hooks += list(callbacks or [])
     trainer = Trainer(step, stream, run, config, total, preview=preview, score=score, evaluate=evaluator,
                       probe=probe, callbacks=hooks)
+    banner = (f"training {config.model}{' (conditional)' if config.conditional else ''} on {data.source}: "
+              f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {device}")
+    return fit_trainer(trainer, run, config, total, checkpoint, banner)
+
+
+def resume_checkpoint(run: RunDir, resume: str | None) -> Path | None:
+    """The checkpoint to resume ``run`` from: None for a new run, the newest for ``"auto"``, or the path given;
+    verified, or a ConfigError/CheckpointError saying what is missing."""
+    if resume is None:
+        return None
+    if not run.is_run():
+        raise ConfigError(f"--resume: {run.path} holds no run to resume; start one without --resume")
+    if resume == "auto":
+        latest = run.latest()
+        if latest is None:
+            raise ConfigError(f"--resume auto: {run.checkpoints} holds no checkpoint to resume from")
+        checkpoint = latest.path
+    else:
+        checkpoint = Path(resume)
+    verify_checkpoint(checkpoint)
+    return checkpoint
+
+
+def fit_trainer(trainer: Trainer, run: RunDir, config: RunConfig, total: int, checkpoint: Path | None,
+                banner: str) -> TrainResult:
+    """Restore ``checkpoint`` (recording the resumed settings in config.json), say what is being trained,
+    run the loop, and write report.html however it ends: the common end of every family's ``train``."""
     if checkpoint is not None:
         trainer.restore(checkpoint)
         stored = run.read_config()
@@ -209,9 +225,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
 
         save_json(run.config_path, stored)
     if config.progress:
-        print(f"training {config.model}{' (conditional)' if config.conditional else ''} on {data.source}: "
-              f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {device}"
-              + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
+        print(banner + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
     try:
         return trainer.fit()
     finally:
