@@ -295,7 +295,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     cfg = record["config"]
     print(f"run: {run.path}")
     print(f"model: {cfg['model']}{' (conditional)' if cfg['conditional'] else ''}, loss {cfg['loss']}, "
-          f"data {cfg['data']} {tuple(record['spec']['shape'])} from {record.get('data_source')}")
+          f"data {cfg['data']} {tuple(record['spec']['shape'])} from {record.get('data_source')}"
+          + (f" <-> {cfg['data_b']} {tuple(record['spec_b']['shape'])}" if "spec_b" in record else ""))
     print(f"steps: {record.get('total_steps')} x batch {cfg['batch_size']}, lr G {cfg['lr_g']} D {cfg['lr_d']}, "
           f"seed {cfg['seed']}")
     if last:

@@ -133,3 +133,10 @@ def test_cli_errors_exit_non_zero(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     assert str(tmp_path / "empty") in capsys.readouterr().err
     assert main(["translate", "apply", str(tmp_path), "--direction", "a2b", "--in", "x", "--out", "y"]) == 2
+
+
+def test_noise_to_image_commands_point_to_translate(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.png")]) == 2
+    assert "translate apply" in capsys.readouterr().err
+    assert main(["info", str(run_dir)]) == 0
+    assert "<->" in capsys.readouterr().out  # both domains shown

@@ -315,6 +315,9 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None, device: 
     run = RunDir(run_dir)
     record = run.read_config()
     config = RunConfig.from_dict(record["config"])
+    if config.model == "cyclegan":
+        raise ConfigError(f"{run.path} is a CycleGAN (translation) run: it has no noise-to-image generator to "
+                          "sample; use `ganforge translate apply` or `ganforge translate eval`")
     spec = DataSpec.from_dict(record["spec"])
     if checkpoint in (None, "latest"):
         info = run.latest()
