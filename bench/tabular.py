@@ -223,7 +223,8 @@ def summarise(path: Path) -> None:
             cells = [f"{g[c].astype(float).mean():.3f}" if c in g and g[c].notna().any() else "" for c in cols]
             lines.append(f"| {system} | {len(g)} | " + " | ".join(cells) + " |")
         lines.append("")
-    errors = [r for r in rows if "error" in r]
+    done = {(r["table"], r["seed"], r["system"]) for r in rows if "error" not in r}
+    errors = [r for r in rows if "error" in r and (r["table"], r["seed"], r["system"]) not in done]  # not rerun
     if errors:
         lines += ["## Errors", ""] + [f"- {r['table']} seed {r['seed']} {r['system']}: {r['error']}" for r in errors]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
