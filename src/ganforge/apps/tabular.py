@@ -75,7 +75,7 @@ class DPConfig:
         return d
 
 
-HYPERPARAMETERS = ("epochs", "steps", "batch_size", "z_dim", "generator_dims", "discriminator_dims", "pac",
+HYPERPARAMETERS = ("epochs", "steps", "min_steps", "batch_size", "z_dim", "generator_dims", "discriminator_dims", "pac",
                    "dropout", "lr_g", "lr_d", "weight_decay", "n_critic", "gp_weight", "max_modes", "seed",
                    "device", "threads", "progress", "doctor", "log_every", "checkpoint_every")
 
@@ -83,16 +83,19 @@ HYPERPARAMETERS = ("epochs", "steps", "batch_size", "z_dim", "generator_dims", "
 class TabularGAN:
     """A conditional tabular GAN with CTGAN's architecture (and CTGAN's defaults where not said otherwise).
 
-    Every hyperparameter is a public attribute of the same name. ``steps`` overrides ``epochs``.
+    Every hyperparameter is a public attribute of the same name. ``steps`` overrides ``epochs``; without it a
+    fit runs ``epochs`` passes but at least ``min_steps`` steps.
     """
 
-    def __init__(self, *, epochs: float = 300, steps: int | None = None, batch_size: int = 500, z_dim: int = 128,
+    def __init__(self, *, epochs: float = 300, steps: int | None = None, min_steps: int = 3000, batch_size: int = 500,
+                 z_dim: int = 128,
                  generator_dims: tuple[int, ...] = (256, 256), discriminator_dims: tuple[int, ...] = (256, 256),
                  pac: int = 10, dropout: float = 0.5, lr_g: float = 2e-4, lr_d: float = 2e-4,
                  weight_decay: float = 1e-6, n_critic: int = 1, gp_weight: float = 10.0, max_modes: int = 10,
                  seed: int = 0, dp: DPConfig | None = None, device: str = "cpu", threads: int = 0,
                  progress: bool = True, doctor: bool = True, log_every: int = 50, checkpoint_every: int = 1000):
         self.epochs, self.steps, self.batch_size, self.z_dim = epochs, steps, batch_size, z_dim
+        self.min_steps = min_steps
         self.generator_dims, self.discriminator_dims = tuple(generator_dims), tuple(discriminator_dims)
         self.pac, self.dropout, self.lr_g, self.lr_d = pac, dropout, lr_g, lr_d
         self.weight_decay, self.n_critic, self.gp_weight, self.max_modes = weight_decay, n_critic, gp_weight, max_modes
@@ -166,7 +169,10 @@ class TabularGAN:
         batch = min(batch, n // pac * pac) if dp is None else min(batch, n)
         if batch < pac:
             raise ConfigError(f"the table has {n} rows, fewer than one pack of {pac}: give more rows or pac=1")
-        steps = self.steps if self.steps is not None else max(1, math.ceil(self.epochs * n / batch / self.n_critic))
+        # CTGAN's 300 epochs are only ~900 steps on a 1,500-row table: too few to learn how columns relate (colon:
+        # train-on-synthetic AUC 0.53 at 900 steps, 0.81 at 3,000), so small tables get at least min_steps
+        steps = self.steps if self.steps is not None else \
+            max(self.min_steps, math.ceil(self.epochs * n / batch / self.n_critic))
         config = RunConfig(model="tabular", data="dataframe", loss="wasserstein" if dp is None else "non_saturating",
                            lr_g=self.lr_g, lr_d=self.lr_d, betas=(0.5, 0.9), n_critic=self.n_critic,
                            gp_weight=self.gp_weight if dp is None else 0.0, steps=steps, batch_size=batch,
