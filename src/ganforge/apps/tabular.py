@@ -157,6 +157,7 @@ class TabularGAN:
         from ganforge import __version__
         from ganforge.nets.tabular import Config, build
         from ganforge.train.config import RunConfig
+        from ganforge.train.run import resume_checkpoint
         from ganforge.train.rundir import RunDir
         from ganforge.train.runtime import configure_threads, resolve_device
         from ganforge.train.tabular_step import DPSGD, TabularStep, TabularStream
@@ -215,10 +216,9 @@ class TabularGAN:
                            "name": "table", "class_names": []},
                   "tabular": {"hyperparameters": self.hyperparameters(), "transformer": transformer.to_dict()},
                   "data_source": "dataframe", "total_steps": steps, "device": str(device)}
-        if resume is None:
+        checkpoint = resume_checkpoint(run, resume)  # verified, or an error saying what is missing
+        if checkpoint is None:
             run.create(record)
-        elif not run.is_run():
-            raise ConfigError(f"resume: {out} holds no run to resume")
 
         class Budget(Callback):
             """Stops the run once DP-SGD has spent its share of the budget (e.g. a resumed run given more steps)."""
@@ -237,11 +237,8 @@ class TabularGAN:
             return None  # tables have no sample grid; sample() after fitting
 
         trainer = Trainer(step, stream, run, config, steps, preview=preview, callbacks=hooks)  # type: ignore[arg-type]
-        if resume is not None:
-            latest = run.latest() if resume == "auto" else None
-            if resume == "auto" and latest is None:
-                raise ConfigError(f"resume auto: {run.checkpoints} holds no checkpoint")
-            trainer.restore(latest.path if latest is not None else resume)
+        if checkpoint is not None:
+            trainer.restore(checkpoint)
         if self.progress:
             print(f"training TabularGAN on {n} rows x {len(transformer.columns)} columns ({transformer.output_dim} "
                   f"encoded), {steps} steps of {batch}" + (f", DP epsilon {dp.epsilon}" if dp else ""), file=sys.stderr)
