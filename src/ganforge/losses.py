@@ -159,6 +159,19 @@ def identity_loss(target_domain_image: Tensor, translated: Tensor) -> Tensor:
     return (translated - target_domain_image).abs().mean()
 
 
+
+# --- video prediction (Mathieu, Couprie & LeCun 2016) -----------------------------------------------------
+def gradient_difference_loss(predicted: Tensor, target: Tensor, alpha: float = 1.0) -> Tensor:
+    """Image gradient difference loss: E[ | |∂y Y| - |∂y Ŷ| |^α + | |∂x Y| - |∂x Ŷ| |^α ] over (..., H, W).
+
+    Penalises predictions whose edges are weaker (or stronger) than the truth's, which an L2 loss alone
+    lets blur away; mean over pixels, so it has the scale of a per-pixel L1 for α = 1."""
+    def grads(x: Tensor) -> tuple[Tensor, Tensor]:
+        return (x[..., 1:, :] - x[..., :-1, :]).abs(), (x[..., :, 1:] - x[..., :, :-1]).abs()
+
+    (py, px), (ty, tx) = grads(predicted), grads(target)
+    return (ty - py).abs().pow(alpha).mean() + (tx - px).abs().pow(alpha).mean()
+
 # --- regularisers ----------------------------------------------------------------------------------------
 def gradient_penalty(discriminator: torch.nn.Module, real: Tensor, fake: Tensor, **cond: Tensor | None) -> Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(‖∇D(x̂)‖₂ - 1)²] on random interpolates x̂."""

@@ -274,8 +274,10 @@ def _to_uint8(a: np.ndarray, what: str) -> np.ndarray:
     raise ConfigError(f"{what}: unsupported dtype {a.dtype}; save clips as uint8 or as floats in [0, 1]")
 
 
-def _write_array_file(data: np.ndarray, path: Path, layout: ClipLayout | None) -> None:
-    array: np.ndarray = data  # (N, T, C, H, W) uint8
+def clips_to_layout(data: np.ndarray, layout: ClipLayout | None) -> np.ndarray:
+    """uint8 ``(N, T, C, H, W)`` clips as an array laid out like ``layout``'s input: one clip without its
+    batch (and channel) axis when the input had none, and the input's dtype (floats in [0, 1])."""
+    array: np.ndarray = data
     if layout is not None:
         if not layout.batched and len(array) == 1:
             array = array[0]  # (1, T, C, H, W) -> (T, C, H, W)
@@ -286,6 +288,11 @@ def _write_array_file(data: np.ndarray, path: Path, layout: ClipLayout | None) -
             array = (array / np.float64(255.0)).astype(dtype)  # floats in [0, 1], like the input
         else:
             array = array.astype(dtype)
+    return array
+
+
+def _write_array_file(data: np.ndarray, path: Path, layout: ClipLayout | None) -> None:
+    array = clips_to_layout(data, layout)  # from (N, T, C, H, W) uint8
     with _atomic_write(path) as tmp, open(tmp, "wb") as f:  # a file: np.save would add ".npy" to a name
         if path.suffix.lower() == ".npz":
             key = layout.key if layout is not None and layout.key else NPZ_KEY
@@ -772,3 +779,78 @@ def _tensor_sha256(x: torch.Tensor) -> str:
 
 def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# training streams over clip files, and frame resizing
+
+
+class ClipWindows:
+    """An endless stream of ``window``-frame windows cut from stored clips (uint8 ``(N, T, C, H, W)``).
+
+    Batch ``k`` picks clips and start frames with a generator seeded from (seed, k), so, like
+    ``MovingMNIST``, setting ``position`` replays a straight run exactly. ``next()`` returns
+    ``(windows, None)``, floats in [-1, 1] of shape ``(batch_size, window, C, H, W)`` on ``device``.
+    """
+
+    def __init__(self, clips: torch.Tensor, batch_size: int, window: int, *, seed: int = 0,
+                 device: torch.device | str = "cpu"):
+        if clips.dim() != 5 or clips.dtype != torch.uint8:
+            raise ConfigError(f"clips must be uint8 (N, T, C, H, W), got {clips.dtype} {tuple(clips.shape)}")
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.window = _positive_int("window", window)
+        if clips.shape[1] < window:
+            raise ConfigError(
+                f"the clips have {clips.shape[1]} frames, fewer than the {window} each training example needs "
+                "(context + future frames, or the clip length); give longer clips or fewer frames"
+            )
+        self.clips = clips
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.position = 0
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        return (self.window, *self.clips.shape[2:])
+
+    def batch(self, index: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(_batch_seed(self.seed, index))
+        which = torch.randint(len(self.clips), (self.batch_size,), generator=g)
+        start = torch.randint(self.clips.shape[1] - self.window + 1, (self.batch_size,), generator=g)
+        frames = start[:, None] + torch.arange(self.window)  # (B, window)
+        return self.clips[which[:, None], frames]  # (B, window, C, H, W)
+
+    def next(self) -> tuple[torch.Tensor, None]:
+        clips = self.batch(self.position)
+        self.position += 1
+        return to_model_range(clips).to(self.device), None
+
+
+def resize_clips(clips: torch.Tensor, size: int) -> torch.Tensor:
+    """Clips ``(N, T, C, H, W)`` with frames resized to ``size`` x ``size`` by area averaging (a
+    downscale keeps the digits' ink, unlike nearest); same dtype back (uint8 rounded)."""
+    n, t, c, h, w = clips.shape
+    if (h, w) == (size, size):
+        return clips
+    x = torch.nn.functional.interpolate(clips.flatten(0, 1).float(), size=(size, size), mode="area")
+    x = x.view(n, t, c, size, size)
+    return x.round().clamp(0, 255).to(torch.uint8) if clips.dtype == torch.uint8 else x.to(clips.dtype)
+
+
+class ResizedStream:
+    """Wraps a clip stream (``next() -> (clips, None)``) and resizes its frames to ``size``."""
+
+    def __init__(self, stream: Any, size: int):
+        self.stream, self.size = stream, int(size)
+
+    @property
+    def position(self) -> int:
+        return self.stream.position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self.stream.position = value
+
+    def next(self) -> tuple[torch.Tensor, None]:
+        clips, labels = self.stream.next()
+        return resize_clips(clips, self.size), labels
