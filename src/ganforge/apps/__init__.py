@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TabularGAN", "Translator"]
+__all__ = ["Augmenter", "TabularGAN", "TextToImage", "Translator", "VideoGenerator", "VideoPredictor"]
 
 
 def __getattr__(name: str) -> Any:  # imported on first use: `import ganforge.apps` stays light
@@ -16,4 +16,16 @@ def __getattr__(name: str) -> Any:  # imported on first use: `import ganforge.ap
         from ganforge.apps.translator import Translator
 
         return Translator
+    if name in ("VideoPredictor", "VideoGenerator"):
+        from ganforge.apps import video
+
+        return getattr(video, name)
+    if name == "TextToImage":
+        from ganforge.apps.text2image import TextToImage
+
+        return TextToImage
+    if name == "Augmenter":
+        from ganforge.apps.augment import Augmenter
+
+        return Augmenter
     raise AttributeError(f"module 'ganforge.apps' has no attribute {name!r}")

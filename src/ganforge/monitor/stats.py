@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,15 @@ class Collector:
     """Collects reported values and writes their means to ``stats.jsonl`` (and TensorBoard).
 
     Use as a context manager to make it the target of :func:`report`.
+
+    ``reduce(sums, counts) -> means`` replaces the local means at flush time: distributed training
+    passes one that averages over every process (`ganforge.train.distributed.DistContext.reduce_stats`).
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, tensorboard_dir: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, tensorboard_dir: str | os.PathLike | None = None,
+                 reduce: Callable[[dict[str, Any], dict[str, int]], dict[str, float]] | None = None):
         self.path = Path(path) if path is not None else None
+        self.reduce = reduce
         self._sums: dict[str, Any] = {}
         self._counts: dict[str, int] = {}
         self.last: dict[str, float] = {}
@@ -76,9 +81,12 @@ class Collector:
     def flush(self, step: int) -> dict[str, float]:
         """Write the means of everything reported since the last flush; return them."""
         means: dict[str, float] = {}
-        for name, total in self._sums.items():
-            v = float(total) / self._counts[name]
-            means[name] = v
+        if self.reduce is not None:
+            means = self.reduce(self._sums, self._counts)
+        else:
+            for name, total in self._sums.items():
+                v = float(total) / self._counts[name]
+                means[name] = v
         self._sums.clear()
         self._counts.clear()
         if not means:

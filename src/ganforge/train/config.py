@@ -19,6 +19,8 @@ from typing import Any
 
 from ganforge.errors import ConfigError
 
+VIDEO_MODELS = ("video_predict", "video_generate")
+
 
 @dataclass
 class RunConfig:
@@ -56,6 +58,18 @@ class RunConfig:
     identity_weight: float = 0.5  # identity L1 weight, as a share of cycle_weight (0 = off)
     pool_size: int = 50  # fakes kept in each discriminator's history pool (0 = off)
     paired_test: bool = False  # the test splits of A and B are paired (b_test[i] is a_test[i] translated)
+    # video (model "video_predict" or "video_generate")
+    context_frames: int = 10  # prediction: frames the model reads
+    future_frames: int = 10  # prediction: frames it predicts (in training; any number at inference)
+    clip_frames: int = 16  # generation: frames per generated clip
+    adv_weight: float = 0.05  # prediction: weight of the adversarial term (0 = the MSE + GDL baseline)
+    gdl_weight: float = 1.0  # prediction: weight of the image gradient difference loss
+    video_digits: int = 2  # Moving MNIST: digits per clip
+    # text-to-image (model "text2image"; see ganforge.train.text_run)
+    captions: str | None = None  # captions file (CSV file,caption or JSON label -> captions); None = built-in ones
+    text_encoder: str = "auto"  # minilm | small | keywords | auto (minilm when ganforge[text] is installed)
+    kl_weight: float = 0.05  # conditioning augmentation's KL weight (StackGAN's 1 drowned the text in our bench)
+    mismatch_weight: float = 0.5  # share of D's "fake" side given to real images with mismatched captions
     preset: str | None = None  # the preset these settings started from (recorded; see PRESETS)
     # length and batching
     steps: int | None = None
@@ -80,12 +94,23 @@ class RunConfig:
     stop_at_equilibrium: bool = False  # end training once the doctor sees a healthy equilibrium
     auto_remedy: bool = False  # let the doctor roll back and switch on stabilisers when training fails
     report: bool = True  # write report.html at the end of training
+    # the fast path (ganforge.train.fast; docs/performance.md): each falls back with a notice where unavailable
+    amp: str = "auto"  # auto (bf16 on CUDA with bf16, else fp16 + GradScaler; off on CPU) | bf16 | fp16 | off
+    channels_last: str = "auto"  # auto (on for image models on CUDA) | on | off
+    compile: bool = False  # torch.compile G's and D's forward passes (eager where compiling fails)
+    cuda_graphs: bool = False  # capture CUDA graphs (torch.compile mode "reduce-overhead"; CUDA only)
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA
+    fused_adam: str = "auto"  # auto (on for CUDA) | on | off
+    sync_batchnorm: bool = False  # with torchrun: BatchNorm statistics over the global batch (CUDA only)
+    ddp_noise: str = "rank"  # with torchrun: "rank" = each rank draws its own z; "global" = every rank draws the
+    #                          global batch's z and keeps its slice (follows the 1-process run; for checks)
 
     # settings that may differ between the original run and a resumed one
     RESUMABLE_CHANGES = frozenset(
         {"steps", "epochs", "device", "threads", "sample_every", "checkpoint_every", "log_every",
          "keep_checkpoints", "progress", "data_dir", "eval_every", "eval_n", "eval_metrics", "best_metric",
-         "doctor", "stop_at_equilibrium", "auto_remedy", "report", "paired_test"}
+         "doctor", "stop_at_equilibrium", "auto_remedy", "report", "paired_test",
+         "amp", "channels_last", "compile", "cuda_graphs", "tf32", "fused_adam", "sync_batchnorm", "ddp_noise"}
     )
 
     def validate(self) -> None:
@@ -133,8 +158,15 @@ class RunConfig:
             raise ConfigError("--auto-remedy needs the doctor; drop --no-doctor")
         if self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = automatic), got {self.threads}")
+        from ganforge.train.fast import validate_settings
+
+        validate_settings(self)
+        if self.ddp_noise not in ("rank", "global"):
+            raise ConfigError(f"ddp_noise must be rank or global, got {self.ddp_noise!r}")
         if self.model == "cyclegan":
             self._validate_cyclegan()
+        if self.model in VIDEO_MODELS:
+            self._validate_video()
 
     # stabilisers of the noise-to-image step that CycleGANStep does not implement
     _NOT_FOR_CYCLEGAN = ("conditional", "pack", "diffaugment", "instance_noise", "label_smoothing", "gp_weight",
@@ -154,6 +186,21 @@ class RunConfig:
         if used:
             raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in used)}: not available for CycleGAN "
                               "(it has spectral norm, --lr-decay, the image pool and --loss)")
+
+    def _validate_video(self) -> None:
+        for name in ("context_frames", "future_frames", "clip_frames", "video_digits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.adv_weight < 0 or self.gdl_weight < 0:
+            raise ConfigError("--adv-weight and --gdl-weight must be >= 0")
+        if self.n_critic != 1:
+            raise ConfigError("video models update their discriminators once per step; drop --n-critic")
+        default = RunConfig()
+        used = [name for name in self._NOT_FOR_CYCLEGAN if getattr(self, name) != getattr(default, name)]
+        if used:
+            raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in used)}: not available for video "
+                              "models (they have spectral norm, --lr-decay and --loss)")
 
     def model_overrides(self) -> dict[str, Any]:
         """The network family's settings: ``model_config`` plus the stabilisers that live in the networks."""

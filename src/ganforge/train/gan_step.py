@@ -7,6 +7,7 @@ Each phase computes its loss with the objective it was given (a `GANLoss`, see
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -52,6 +53,17 @@ class GANStep:
     The tunable ones (everything but ``pack``) may be changed during a run by the doctor's
     automatic remedies; `settings()` gives them to the checkpoint so a resumed run continues
     with them.
+
+    The fast path and the distributed path (`ganforge.train.fast`, `ganforge.train.distributed`) set
+    attributes after construction: ``g_train``/``d_train`` are what the phases call (the networks
+    themselves by default; their DDP wrappers or compiled forms when set), ``d_penalty`` what the
+    gradient penalties call (eager: they need a double backward), ``d_frozen`` what the G phase
+    calls (under DDP the plain D: it is frozen there, so there is no gradient to synchronise),
+    ``autocast_dtype`` the autocast precision of the forward passes (None: fp32),
+    ``scaler_d``/``scaler_g`` fp16 GradScalers, and
+    ``noise_shard`` = (rank, world size) to draw the global batch's noise and keep this rank's slice.
+    ``generator`` and ``discriminator`` stay the plain networks: they are what is saved and sampled.
+    With all of these at their defaults the step runs the plain fp32 code, bit for bit.
     """
 
     def __init__(
@@ -94,6 +106,16 @@ class GANStep:
         self.label_smoothing = float(label_smoothing)
         self.iteration = 0  # the number of steps done before this one, set by the trainer
         self.measure = True  # the trainer turns the costlier statistics on only on logged steps
+        # fast and distributed paths (see the class docstring); the defaults are the plain fp32 step
+        self.g_train: nn.Module = generator
+        self.d_train: nn.Module = discriminator
+        self.d_penalty: nn.Module | None = None
+        self.d_frozen: nn.Module | None = None
+        self.autocast_device = "cuda"
+        self.autocast_dtype: torch.dtype | None = None
+        self.scaler_d: torch.amp.GradScaler | None = None
+        self.scaler_g: torch.amp.GradScaler | None = None
+        self.noise_shard: tuple[int, int] | None = None
 
     # --- stabilisers that may change during a run ------------------------------------------------------
     TUNABLE = ("augment", "instance_noise", "instance_noise_steps", "instance_noise_start", "label_smoothing",
@@ -152,10 +174,49 @@ class GANStep:
         return x
 
     def d_forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.discriminator(self.d_input(x), labels)
+        return self.d_train(self.d_input(x), labels)
+
+    def _d_forward_penalty(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        module = self.d_train if self.d_penalty is None else self.d_penalty
+        return module(self.d_input(x), labels)
+
+    def _d_forward_g_phase(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        module = self.d_train if self.d_frozen is None else self.d_frozen
+        return module(self.d_input(x), labels)
 
     def sample_z(self, n: int, device: torch.device) -> Tensor:
+        if self.noise_shard is not None:  # every rank draws the global batch and keeps its own slice
+            rank, world = self.noise_shard
+            z = torch.randn(n * world, self.generator.z_dim, device=device, generator=self.noise)
+            return z[rank * n : (rank + 1) * n]
         return torch.randn(n, self.generator.z_dim, device=device, generator=self.noise)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.autocast_device, dtype=self.autocast_dtype)
+
+    def _full_precision(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.autocast_device, enabled=False)
+
+    def _update(self, loss: Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                module: nn.Module, stat: str) -> None:
+        """zero_grad, backward, gradient norm on measured steps, optimiser step (through the fp16 scaler)."""
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            if self.measure:
+                report(stat, _grad_norm(module))
+            opt.step()
+            return
+        scaler.scale(loss).backward()
+        if self.measure:
+            scaler.unscale_(opt)  # the norm of the true gradients, not of the scaled ones
+            report(stat, _grad_norm(module))
+        scaler.step(opt)  # skipped when the gradients overflowed
+        scaler.update()
 
     def __call__(self, batches: Sequence[Batch]) -> dict[str, Tensor]:
         """Run the phases on ``n_critic`` real batches; return the step's losses (device tensors)."""
@@ -164,32 +225,29 @@ class GANStep:
         D.requires_grad_(True)
         for real, labels in batches:
             z = self.sample_z(real.shape[0], real.device)
-            fake = G(z, labels)  # (B, *shape), graph kept for the G phase
-            real_logits = self.d_forward(real, labels)
-            fake_logits = self.d_forward(fake.detach(), labels)
+            with self._autocast():
+                fake = self.g_train(z, labels)  # (B, *shape), graph kept for the G phase
+                real_logits = self.d_forward(real, labels)
+                fake_logits = self.d_forward(fake.detach(), labels)
+            real_logits, fake_logits = real_logits.float(), fake_logits.float()  # no-ops in fp32
             loss_d = self.loss.discriminator(real_logits, fake_logits)
-            if self.gp_weight:
-                gp = gradient_penalty(self.d_forward, real, fake, labels=labels)
-                report("Loss/D/gp", gp)
-                loss_d = loss_d + self.gp_weight * gp
-            if self.r1_weight:
-                r1 = r1_penalty(self.d_forward, real, labels=labels)
-                report("Loss/D/r1", r1)
-                loss_d = loss_d + 0.5 * self.r1_weight * r1
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            if self.measure:
-                report("Grad/D", _grad_norm(D))
-            self.opt_d.step()
+            if self.gp_weight or self.r1_weight:
+                with self._full_precision():
+                    if self.gp_weight:
+                        gp = gradient_penalty(self._d_forward_penalty, real, fake.float(), labels=labels)
+                        report("Loss/D/gp", gp)
+                        loss_d = loss_d + self.gp_weight * gp
+                    if self.r1_weight:
+                        r1 = r1_penalty(self._d_forward_penalty, real, labels=labels)
+                        report("Loss/D/r1", r1)
+                        loss_d = loss_d + 0.5 * self.r1_weight * r1
+            self._update(loss_d, self.opt_d, self.scaler_d, D, "Grad/D")
         # 2. generator phase, on the last fake batch, against the updated D
         D.requires_grad_(False)
-        fake_logits_g = self.d_forward(fake, labels)
-        loss_g = self.loss.generator(fake_logits_g)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        if self.measure:
-            report("Grad/G", _grad_norm(G))
-        self.opt_g.step()
+        with self._autocast():
+            fake_logits_g = self._d_forward_g_phase(fake, labels)
+        loss_g = self.loss.generator(fake_logits_g.float())
+        self._update(loss_g, self.opt_g, self.scaler_g, G, "Grad/G")
         if self.ema is not None:
             self.ema.update(G)
         # 3. statistics of the last D phase: D(x), D(G(z)) as probabilities, accuracy per side, margin
@@ -214,6 +272,16 @@ class GANStep:
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def extra_state(self) -> dict:
+        """The fp16 gradient scalers' state (empty without them), so a resumed run keeps its loss scale."""
+        scalers = {name: s.state_dict() for name, s in (("d", self.scaler_d), ("g", self.scaler_g)) if s is not None}
+        return {"scalers": scalers} if scalers else {}
+
+    def load_extra_state(self, state: dict) -> None:
+        for name, scaler in (("d", self.scaler_d), ("g", self.scaler_g)):
+            if scaler is not None and name in state.get("scalers", {}):
+                scaler.load_state_dict(state["scalers"][name])
 
     def sampling_generator(self) -> nn.Module:
         """The network to draw samples from: the EMA copy when there is one."""

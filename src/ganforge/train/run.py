@@ -25,14 +25,22 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid, save_scatter
 from ganforge.losses import get_loss
 from ganforge.monitor import report
+from ganforge.train import distributed
 from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
 from ganforge.train.config import RunConfig
 from ganforge.train.ema import EMA
+from ganforge.train.fast import (
+    apply_backend_flags,
+    apply_to_step,
+    make_adam,
+    resolve_performance,
+    to_channels_last,
+)
 from ganforge.train.gan_step import GANStep
 from ganforge.train.quality import sliced_wasserstein
 from ganforge.train.rundir import RunDir
 from ganforge.train.runtime import BatchStream, configure_threads, resolve_device
-from ganforge.train.trainer import Callback, Trainer, TrainResult
+from ganforge.train.trainer import Callback, Interrupted, Trainer, TrainResult
 
 N_SCORE = 512  # samples used for the checkpoint quality score
 N_PROBE = 256  # samples of the doctor's probes (diversity, swd) at each logged step
@@ -105,36 +113,77 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
     stop the run by raising `StopTraining` (e.g. a hyperparameter search pruning a trial).
     Raises `Interrupted` after writing a checkpoint if SIGINT/SIGTERM arrives. A ``model="cyclegan"``
     config trains an image-to-image translation (see `ganforge.train.cycle_run`).
+
+    Launched by ``torchrun`` (WORLD_SIZE > 1), every process calls this and together they train one
+    run with DistributedDataParallel: see `ganforge.train.distributed` for what holds.
     """
+    distributed.require_single_process_family(config.model)
     if config.model == "cyclegan":
         from ganforge.train.cycle_run import train_cyclegan
 
         return train_cyclegan(config, out, resume=resume, callbacks=callbacks)
+    if config.model in ("video_predict", "video_generate"):
+        from ganforge.train.video_run import train_video
+
+        return train_video(config, out, resume=resume, callbacks=callbacks)
+    if config.model == "text2image":
+        from ganforge.train.text_run import train_text2image
+
+        return train_text2image(config, out, resume=resume, callbacks=callbacks)
     config.validate()
+    dist = distributed.setup(config)  # the single-process context unless launched by torchrun
+    try:
+        result = _train_gan(config, out, resume, callbacks, dist)
+    except Interrupted:  # every rank stopped at the same step: wait until rank 0 has written the checkpoint
+        dist.barrier()
+        raise
+    else:  # all ranks return once rank 0 has written everything (a resume right after finds the checkpoint)
+        dist.barrier()
+        return result
+    finally:
+        dist.close()
+
+
+def _train_gan(config: RunConfig, out: str | os.PathLike, resume: str | None, callbacks: list[Callback] | None,
+               dist: distributed.DistContext) -> TrainResult:
     run = RunDir(out)
     checkpoint = resume_checkpoint(run, resume)
 
-    configure_threads(config.threads)
-    device = resolve_device(config.device)
+    configure_threads(dist.threads(config.threads) if dist.enabled else config.threads)
+    device = dist.device if dist.enabled else resolve_device(config.device)
     data = _load_data(config)
     spec = _model_spec(data.spec, config.conditional)
     labels = data.labels if config.conditional else None
     total = config.total_steps(len(data))
 
+    perf = resolve_performance(config, device, image_model=spec.kind == "image" and config.model != "mlp",
+                               distributed=dist.enabled, quiet=not dist.is_main)
+    apply_backend_flags(perf)
     generator, discriminator = build_networks(config, data.spec)
     generator.to(device)
     discriminator.to(device)
+    if perf.channels_last:
+        to_channels_last(generator, discriminator)
     loss = get_loss(config.loss)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas)
-    noise = torch.Generator(device=device).manual_seed(config.seed)
-    torch.manual_seed(config.seed)
+    opt_g = make_adam(generator.parameters(), lr=config.lr_g, betas=config.betas, perf=perf)
+    opt_d = make_adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas, perf=perf)
+    # rank r draws its own noise, seeded from (seed, r); rank 0 (and a single process) from seed itself
+    global_noise = dist.enabled and config.ddp_noise == "global"
+    noise = torch.Generator(device=device).manual_seed(
+        config.seed if global_noise else distributed.rank_seed(config.seed, dist.rank))
+    torch.manual_seed(distributed.rank_seed(config.seed, dist.rank))
     ema = EMA(generator, config.ema) if config.ema > 0 else None
     step = GANStep(generator, discriminator, loss, opt_g, opt_d, noise=noise, n_critic=config.n_critic,
                    gp_weight=config.gp_weight, r1_weight=config.r1_weight, ema=ema, augment=config.diffaugment,
                    instance_noise=config.instance_noise, instance_noise_steps=config.instance_noise_steps,
                    label_smoothing=config.label_smoothing, pack=config.pack)
-    stream = BatchStream(data.images, labels, config.batch_size, config.seed, device)
+    if global_noise:
+        step.noise_shard = (dist.rank, dist.world_size)
+    dist.wrap_step(step, perf)  # DDP (no-op in one process), before compiling
+    apply_to_step(step, perf)
+    stream = BatchStream(data.images, labels, config.batch_size, config.seed, device,
+                         shard=(dist.rank, dist.world_size),
+                         memory_format=torch.channels_last if perf.channels_last else None)
 
     if spec.kind == "image":
         z_grid, labels_grid, ncol = preview_batch(spec, generator.z_dim, config.seed, device)
@@ -177,21 +226,33 @@ def train(config: RunConfig, out: str | os.PathLike, resume: str | None = None,
         "data_source": data.source,
         "total_steps": total,
         "device": str(device),
+        "processes": dist.world_size,
     }
-    if checkpoint is None:
-        run.create(record)
-    evaluator = _make_evaluator(config, run, step, device) if config.eval_every > 0 else None
+    # only rank 0 writes the run directory, evaluates and runs the doctor; the others get a placeholder
+    # evaluator so that every rank takes the same branches (and checkpoints at the same steps)
+    evaluator = (lambda at_step: float("nan")) if config.eval_every > 0 else None
     hooks: list[Callback] = []
-    if config.doctor:
-        from ganforge.train.doctor_hook import DoctorCallback
+    error: Exception | None = None
+    if dist.is_main:
+        try:
+            if checkpoint is None:
+                run.create(record)
+            evaluator = _make_evaluator(config, run, step, device) if config.eval_every > 0 else None
+            if config.doctor:
+                from ganforge.train.doctor_hook import DoctorCallback
 
-        hooks.append(DoctorCallback(config, run.path, n_classes=data.spec.n_classes, total_steps=total,
-                                    is_image=spec.kind == "image"))
-    hooks += list(callbacks or [])
+                hooks.append(DoctorCallback(config, run.path, n_classes=data.spec.n_classes, total_steps=total,
+                                            is_image=spec.kind == "image"))
+            hooks += list(callbacks or [])
+        except Exception as e:  # noqa: BLE001 - raised below, on every rank
+            error = e
+    dist.agree(error)
     trainer = Trainer(step, stream, run, config, total, preview=preview, score=score, evaluate=evaluator,
-                      probe=probe, callbacks=hooks)
+                      probe=probe, callbacks=hooks, distributed=dist)
+    where = f"{device}" if not dist.enabled else f"{dist.world_size} processes ({dist.backend}, {device.type})"
     banner = (f"training {config.model}{' (conditional)' if config.conditional else ''} on {data.source}: "
-              f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {device}")
+              f"{tuple(spec.shape)}, {len(data)} examples, {total} steps of {config.batch_size} on {where}, "
+              f"{perf.describe()}")
     return fit_trainer(trainer, run, config, total, checkpoint, banner)
 
 
@@ -217,19 +278,21 @@ def fit_trainer(trainer: Trainer, run: RunDir, config: RunConfig, total: int, ch
                 banner: str) -> TrainResult:
     """Restore ``checkpoint`` (recording the resumed settings in config.json), say what is being trained,
     run the loop, and write report.html however it ends: the common end of every family's ``train``."""
+    main = getattr(trainer, "dist", distributed.SINGLE).is_main
     if checkpoint is not None:
         trainer.restore(checkpoint)
-        stored = run.read_config()
-        stored.update(config=config.to_dict(), total_steps=total)
-        from ganforge.train.config import save_json
+        if main:
+            stored = run.read_config()
+            stored.update(config=config.to_dict(), total_steps=total)
+            from ganforge.train.config import save_json
 
-        save_json(run.config_path, stored)
-    if config.progress:
+            save_json(run.config_path, stored)
+    if config.progress and main:
         print(banner + (f", resuming at step {trainer.step}" if checkpoint is not None else ""), file=sys.stderr)
     try:
         return trainer.fit()
     finally:
-        if config.report:
+        if config.report and main:
             _write_report(run.path)
 
 
@@ -318,6 +381,12 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None, device: 
     if config.model == "cyclegan":
         raise ConfigError(f"{run.path} is a CycleGAN (translation) run: it has no noise-to-image generator to "
                           "sample; use `ganforge translate apply` or `ganforge translate eval`")
+    if config.model in ("video_predict", "video_generate"):
+        raise ConfigError(f"{run.path} is a video run: use `ganforge video predict`, `ganforge video sample` or "
+                          "`ganforge video eval`")
+    if config.model == "text2image":
+        raise ConfigError(f"{run.path} is a text-to-image run: draw images with `ganforge text2image generate "
+                          f"{run.path} \"a prompt\"` (its generator needs a caption, not only noise)")
     spec = DataSpec.from_dict(record["spec"])
     if checkpoint in (None, "latest"):
         info = run.latest()

@@ -57,10 +57,25 @@ class BatchStream:
     incomplete batch of an epoch is dropped so every batch has the same size. Because the
     position is just a counter, resuming at batch ``k`` replays exactly what a straight run
     would have seen.
+
+    ``shard=(rank, world_size)`` (distributed training): ``batch_size`` is the global batch and this
+    process gets the ``rank``-th of ``world_size`` equal, disjoint slices of it, cut from the same
+    permutation every process draws, so K processes together see what one process would. The
+    position counts global batches, so a checkpoint resumes on any number of processes.
+    ``memory_format`` (e.g. ``torch.channels_last``) is the layout the batches are returned in.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, images: Tensor, labels: Tensor | None, batch_size: int, seed: int, device: torch.device,
+                 *, shard: tuple[int, int] = (0, 1), memory_format: torch.memory_format | None = None):
         n = images.shape[0]
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world:
+            raise ConfigError(f"BatchStream shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
+        if batch_size % world:
+            raise ConfigError(
+                f"--batch-size {batch_size} is the global batch and must be divisible by the number of processes "
+                f"({world}); use e.g. --batch-size {max(world, batch_size // world * world)}"
+            )
         if batch_size > n:
             raise ConfigError(
                 f"--batch-size {batch_size} is larger than the dataset ({n} examples); use at most {n}"
@@ -70,6 +85,9 @@ class BatchStream:
         self.batch_size = batch_size
         self.seed = seed
         self.per_epoch = n // batch_size
+        self.shard = (rank, world)
+        self.local_batch = batch_size // world
+        self.memory_format = memory_format
         self.position = 0
         self._epoch = -1
         self._perm: Tensor | None = None
@@ -85,7 +103,11 @@ class BatchStream:
     def next(self) -> tuple[Tensor, Tensor | None]:
         epoch, i = divmod(self.position, self.per_epoch)
         idx = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        if self.shard[1] > 1:
+            idx = idx[self.shard[0] * self.local_batch : (self.shard[0] + 1) * self.local_batch]
         self.position += 1
         x = to_model_range(self.images[idx])  # uint8 → [-1, 1]
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
         y = self.labels[idx] if self.labels is not None else None
         return x, y

@@ -4,6 +4,10 @@ The loop knows nothing of a particular GAN: it asks the step for its networks an
 optimisers (to checkpoint them), feeds it ``n_critic`` batches per step, flushes the stats
 stream, writes sample grids and checkpoints on schedule, and turns SIGINT/SIGTERM into a
 checkpoint and a clean exit.
+
+Under torchrun (`ganforge.train.distributed`) every rank runs this loop in step with the others;
+only rank 0 writes files, runs the callbacks, probes and evaluations, and the ranks agree on
+signals and on stops before acting on them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tqdm.auto import tqdm
 from ganforge.errors import CheckpointError
 from ganforge.monitor import Collector
 from ganforge.train.checkpoint import (
+    checkpoint_name,
     load_state,
     load_weights,
     prune_checkpoints,
@@ -29,6 +34,7 @@ from ganforge.train.checkpoint import (
     verify_checkpoint,
 )
 from ganforge.train.config import RunConfig
+from ganforge.train.distributed import SINGLE, DistContext
 from ganforge.train.gan_step import GANStep  # or any object with the same protocol (e.g. CycleGANStep)
 from ganforge.train.rundir import RunDir
 from ganforge.train.runtime import BatchStream
@@ -99,7 +105,9 @@ class Trainer:
         evaluate: Callable[[int], float] | None = None,
         probe: Callable[[], None] | None = None,
         callbacks: list[Callback] | None = None,
+        distributed: DistContext | None = None,
     ):
+        self.dist = distributed or SINGLE  # this process's rank; one process unless launched by torchrun
         self.step_fn = step
         self.stream = stream
         self.run = run
@@ -109,7 +117,7 @@ class Trainer:
         self.score = score
         self.evaluate = evaluate  # scores the generator at this step; its value ranks checkpoints instead of score()
         self.probe = probe  # reports cheap probes of the models (e.g. sample diversity) before each stats flush
-        self.callbacks = list(callbacks or [])
+        self.callbacks = list(callbacks or []) if self.dist.is_main else []  # callbacks live on rank 0
         self.step = 0
         self.elapsed_before = 0.0  # wall time of earlier sessions of this run
         self._signal: int | None = None
@@ -134,10 +142,17 @@ class Trainer:
         return state
 
     def save(self, score: float | None = None) -> Path:
-        if score is None and self.evaluate is None and self.score is not None:
+        """Write a checkpoint (rank 0; every rank must call this, as it gathers the ranks' RNG states)."""
+        if score is None and self.evaluate is None and self.score is not None and self.dist.is_main:
             score = float(self.score())
+        rank_rng = self.dist.gather_rng(self.step_fn.noise)  # None in one process
+        if not self.dist.is_main:
+            return self.run.checkpoints / checkpoint_name(self.step)
         weights = {name: net.state_dict() for name, net in self.step_fn.networks().items()}
-        path = save_checkpoint(self.run.checkpoints, self.step, weights, self.state(), score=score)
+        state = self.state()
+        if rank_rng is not None:
+            state["rank_rng"] = rank_rng
+        path = save_checkpoint(self.run.checkpoints, self.step, weights, state, score=score)
         prune_checkpoints(self.run.checkpoints, self.config.keep_checkpoints)
         return path
 
@@ -166,6 +181,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.dist.restore_rng(state, self.step_fn.noise, getattr(self.config, "seed", 0),
+                              getattr(self.config, "ddp_noise", "rank"))
         if state.get("step_settings") and hasattr(self.step_fn, "load_settings"):
             self.step_fn.load_settings(state["step_settings"])
         if state.get("step_extra") and hasattr(self.step_fn, "load_extra_state"):
@@ -173,7 +190,8 @@ class Trainer:
         self.step = int(state["step"])
         self.stream.position = int(state["stream_position"])
         self.elapsed_before = float(state.get("elapsed", 0.0))
-        self.run.truncate_stats(self.step)
+        if self.dist.is_main:
+            self.run.truncate_stats(self.step)
         for cb in self.callbacks:
             cb.on_restore(self, self.step)
 
@@ -192,6 +210,22 @@ class Trainer:
             pass
         return old
 
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Run ``hook`` of every callback; under torchrun a `StopTraining` raised on rank 0 stops every rank."""
+        if not self.dist.enabled:
+            for cb in self.callbacks:
+                getattr(cb, hook)(self, *args)
+            return
+        reason = None
+        try:
+            for cb in self.callbacks:
+                getattr(cb, hook)(self, *args)
+        except StopTraining as stop:
+            reason = stop.reason
+        reason = self.dist.broadcast_object(reason)
+        if reason is not None:
+            raise StopTraining(reason)
+
     # --- the loop --------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         cfg = self.config
@@ -199,9 +233,11 @@ class Trainer:
         last_sample: Path | None = None
         last_checkpoint: Path | None = None
         old_handlers = self._install_handlers()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress, unit="step",
+        main = self.dist.is_main
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or not main, unit="step",
                    dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
-        collector = Collector(self.run.stats_path, tensorboard_dir=self.run.tensorboard)
+        collector = Collector(self.run.stats_path if main else None, tensorboard_dir=self.run.tensorboard if main
+                              else None, reduce=self.dist.reduce_stats if self.dist.enabled else None)
         collector._start -= self.elapsed_before
         self.bar = bar
         stopped: str | None = None
@@ -210,6 +246,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_start(self)
                 while self.step < self.total_steps:
+                    self._signal = self.dist.agree_signal(self._signal)  # all ranks stop at the same step
                     if self._signal is not None:
                         last_checkpoint = self.save()
                         raise Interrupted(self._signal, self.step, last_checkpoint)
@@ -224,32 +261,32 @@ class Trainer:
                     done = self.step == self.total_steps
                     try:
                         if logged:
-                            if self.probe is not None:
+                            if self.probe is not None and main:
                                 with torch.random.fork_rng(devices=[]):  # probes must not move the training RNG
                                     self.probe()
                             means = collector.flush(self.step)
                             bar.set_postfix({v: f"{means[k]:.3f}" for k, v in _PROGRESS_KEYS.items() if k in means},
                                             refresh=False)
-                            for cb in self.callbacks:
-                                cb.on_log(self, self.step, means)
+                            self._notify("on_log", self.step, means)
                             if self._rolled_back:  # a callback went back to a checkpoint: carry on from there
                                 self._rolled_back = False
                                 continue
-                        if self.step % cfg.sample_every == 0 or done:
+                        if (self.step % cfg.sample_every == 0 or done) and main:
                             last_sample = self.run.samples / f"step_{self.step:06d}.png"
                             self.preview(last_sample)
                         if self.evaluate is not None and (self.step % cfg.eval_every == 0 or done):
-                            with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
-                                value = self.evaluate(self.step)
+                            value = float("nan")  # evaluated on rank 0 only
+                            if main:
+                                with torch.random.fork_rng(devices=[]):  # evaluation must not move the training RNG
+                                    value = self.evaluate(self.step)
                             last_checkpoint = self.save(score=value)
-                            for cb in self.callbacks:
-                                cb.on_eval(self, self.step, value)
+                            self._notify("on_eval", self.step, value)
                         elif self.step % cfg.checkpoint_every == 0 or done:
                             last_checkpoint = self.save()
                     except StopTraining as stop:
                         stopped = stop.reason
                         ckpt = self.run.latest()
-                        if ckpt is None or ckpt.step != self.step:
+                        if self.dist.broadcast_object(ckpt is None or ckpt.step != self.step):  # rank 0's view
                             last_checkpoint = self.save()
                         break
                 if last_checkpoint is None:  # resumed at the end: nothing to do, but say where things are
