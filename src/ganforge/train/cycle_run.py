@@ -25,7 +25,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid
 from ganforge.losses import get_loss
 from ganforge.monitor import report
-from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
+from ganforge.train.checkpoint import load_weights
 from ganforge.train.config import RunConfig
 from ganforge.train.cycle_step import CycleGANStep
 from ganforge.train.quality import sliced_wasserstein
@@ -246,14 +246,7 @@ def load_translator(run_dir: str | os.PathLike, checkpoint: str | None = None, d
         raise ConfigError(f"{run.path} is a {config.model} run, not a translation run "
                           "(train one with `ganforge translate train`)")
     spec_a, spec_b = DataSpec.from_dict(record["spec_a"]), DataSpec.from_dict(record["spec_b"])
-    if checkpoint in (None, "latest", "best"):
-        info = best_checkpoint(run.checkpoints) if checkpoint == "best" else run.latest()
-        if info is None:
-            raise CheckpointError(f"{run.path} has no checkpoint yet; train it first (checkpoints/ is empty)")
-        path = info.path
-    else:
-        path = Path(str(checkpoint))
-    verify_checkpoint(path)
+    path = run.checkpoint_path(checkpoint)
     from ganforge.nets import config_for_cyclegan
     from ganforge.nets.cyclegan import build_generator
 

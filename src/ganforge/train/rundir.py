@@ -14,8 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ganforge.errors import ConfigError, GanforgeError
-from ganforge.train.checkpoint import CheckpointInfo, latest_checkpoint, list_checkpoints
+from ganforge.errors import CheckpointError, ConfigError, GanforgeError
+from ganforge.train.checkpoint import (
+    CheckpointInfo,
+    best_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    verify_checkpoint,
+)
 from ganforge.train.config import save_json
 
 CONFIG_FILE = "config.json"
@@ -65,6 +71,19 @@ class RunDir:
         self.samples.mkdir(exist_ok=True)
         self.checkpoints.mkdir(exist_ok=True)
         save_json(self.config_path, config)
+
+    def checkpoint_path(self, which: str | os.PathLike | None = None) -> Path:
+        """The verified checkpoint ``which`` names: None or ``"latest"`` (newest), ``"best"`` (best score), or a
+        checkpoint directory; CheckpointError when there is none yet or it is damaged."""
+        if which in (None, "latest", "best"):
+            info = best_checkpoint(self.checkpoints) if which == "best" else self.latest()
+            if info is None:
+                raise CheckpointError(f"{self.path} has no checkpoint yet; train it first (checkpoints/ is empty)")
+            path = info.path
+        else:
+            path = Path(str(which))
+        verify_checkpoint(path)
+        return path
 
     def latest(self) -> CheckpointInfo | None:
         return latest_checkpoint(self.checkpoints)

@@ -44,7 +44,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid
 from ganforge.losses import get_loss
 from ganforge.monitor import report
-from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
+from ganforge.train.checkpoint import load_weights
 from ganforge.train.config import RunConfig
 from ganforge.train.ema import EMA
 from ganforge.train.quality import sliced_wasserstein
@@ -329,14 +329,7 @@ def load_text2image(run_dir: str | os.PathLike, checkpoint: str | None = None, d
         raise ConfigError(f"{run.path} is a {config.model} run, not a text-to-image run (train one with "
                           "`ganforge text2image train`)")
     spec = DataSpec.from_dict(record["spec"])
-    if checkpoint in (None, "latest", "best"):
-        info = best_checkpoint(run.checkpoints) if checkpoint == "best" else run.latest()
-        if info is None:
-            raise CheckpointError(f"{run.path} has no checkpoint yet; train it first (checkpoints/ is empty)")
-        path = info.path
-    else:
-        path = Path(str(checkpoint))
-    verify_checkpoint(path)
+    path = run.checkpoint_path(checkpoint)
     generator, _ = build_text_networks(config, spec)
     weights = load_weights(path, "generator_ema")
     uses_ema = weights is not None

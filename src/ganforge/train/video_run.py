@@ -34,7 +34,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid
 from ganforge.losses import get_loss
 from ganforge.monitor import report
-from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
+from ganforge.train.checkpoint import load_weights
 from ganforge.train.config import VIDEO_MODELS, RunConfig
 from ganforge.train.quality import sliced_wasserstein
 from ganforge.train.rundir import RunDir
@@ -318,14 +318,7 @@ def load_video_run(run_dir: str | os.PathLike, checkpoint: str | None = None, de
     if config.model not in VIDEO_MODELS or "video" not in record:
         raise ConfigError(f"{run.path} is a {config.model} run, not a video run (train one with "
                           "`ganforge video train`)")
-    if checkpoint in (None, "latest", "best"):
-        info = best_checkpoint(run.checkpoints) if checkpoint == "best" else run.latest()
-        if info is None:
-            raise CheckpointError(f"{run.path} has no checkpoint yet; train it first (checkpoints/ is empty)")
-        path = info.path
-    else:
-        path = Path(str(checkpoint))
-    verify_checkpoint(path)
+    path = run.checkpoint_path(checkpoint)
     shape = tuple(record["video"]["frame_shape"])
     nets = build_video_networks(config, shape)  # type: ignore[arg-type]
     generator = nets["generator"]
