@@ -164,6 +164,19 @@ def load_weights(path: str | os.PathLike, name: str) -> dict[str, torch.Tensor] 
         raise CheckpointError(f"cannot read {f}: {e}") from None
 
 
+def load_sampling_weights(path: str | os.PathLike, generator: torch.nn.Module) -> bool:
+    """Load the generator a run samples from into ``generator``: its EMA copy when the checkpoint kept one,
+    else the trained generator. Returns whether the EMA weights were used."""
+    weights = load_weights(path, "generator_ema")
+    uses_ema = weights is not None
+    if weights is None:
+        weights = load_weights(path, "generator")
+    if weights is None:
+        raise CheckpointError(f"checkpoint {path} holds no generator weights")
+    generator.load_state_dict(weights)
+    return uses_ema
+
+
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load the training state; ``weights_only=True`` so a tampered file cannot run code."""
     f = Path(path) / STATE_FILE

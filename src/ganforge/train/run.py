@@ -21,12 +21,15 @@ from torch import Tensor, nn
 from ganforge import __version__
 from ganforge.data.images import to_model_range
 from ganforge.data.spec import DataSpec
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import ConfigError
 from ganforge.grid import save_grid, save_scatter
 from ganforge.losses import get_loss
 from ganforge.monitor import report
 from ganforge.train import distributed
-from ganforge.train.checkpoint import best_checkpoint, load_weights, verify_checkpoint
+from ganforge.train.checkpoint import (
+    load_sampling_weights,
+    verify_checkpoint,
+)
 from ganforge.train.config import RunConfig
 from ganforge.train.ema import EMA
 from ganforge.train.fast import (
@@ -388,27 +391,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None, device: 
         raise ConfigError(f"{run.path} is a text-to-image run: draw images with `ganforge text2image generate "
                           f"{run.path} \"a prompt\"` (its generator needs a caption, not only noise)")
     spec = DataSpec.from_dict(record["spec"])
-    if checkpoint in (None, "latest"):
-        info = run.latest()
-    elif checkpoint == "best":
-        info = best_checkpoint(run.checkpoints)
-    else:
-        info = None
-        path = Path(checkpoint)
-    if checkpoint in (None, "latest", "best"):
-        if info is None:
-            raise CheckpointError(f"{run.path} has no checkpoint yet; train it first (checkpoints/ is empty)")
-        path = info.path
-    verify_checkpoint(path)
+    path = run.checkpoint_path(checkpoint)
     from ganforge.nets import build
 
     generator, _ = build(config.model, spec, **config.model_overrides())
-    weights = load_weights(path, "generator_ema")
-    uses_ema = weights is not None
-    if weights is None:
-        weights = load_weights(path, "generator")
-    if weights is None:
-        raise CheckpointError(f"checkpoint {path} holds no generator weights")
-    generator.load_state_dict(weights)
+    uses_ema = load_sampling_weights(path, generator)
     generator.to(resolve_device(device)).eval()
     return TrainedRun(generator, spec, config, path, uses_ema)

@@ -40,11 +40,11 @@ from ganforge.data.text import (
     save_encoder,
     test_prompts,
 )
-from ganforge.errors import CheckpointError, ConfigError
+from ganforge.errors import ConfigError
 from ganforge.grid import save_grid
 from ganforge.losses import get_loss
 from ganforge.monitor import report
-from ganforge.train.checkpoint import load_weights
+from ganforge.train.checkpoint import load_sampling_weights
 from ganforge.train.config import RunConfig
 from ganforge.train.ema import EMA
 from ganforge.train.quality import sliced_wasserstein
@@ -331,13 +331,7 @@ def load_text2image(run_dir: str | os.PathLike, checkpoint: str | None = None, d
     spec = DataSpec.from_dict(record["spec"])
     path = run.checkpoint_path(checkpoint)
     generator, _ = build_text_networks(config, spec)
-    weights = load_weights(path, "generator_ema")
-    uses_ema = weights is not None
-    if weights is None:
-        weights = load_weights(path, "generator")
-    if weights is None:
-        raise CheckpointError(f"checkpoint {path} holds no generator weights")
-    generator.load_state_dict(weights)
+    uses_ema = load_sampling_weights(path, generator)
     generator.to(resolve_device(device)).eval()
     encoder = load_encoder(run.path / ENCODER_DIR, device="cpu")
     vocab = record.get("text", {}).get("vocabulary")
