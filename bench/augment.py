@@ -3,14 +3,13 @@
     nice -n 10 python bench/augment.py --data-dir DIR [--labels 60,10] [--seeds 0,1,2] [--steps 600]
 
 Protocol: Fashion-MNIST; for each labels-per-class setting and subset seed, draw a stratified labelled subset
-of the training split, fit an `Augmenter` (conditional DCGAN + DiffAugment + spectral norm
-+ minibatch std + EMA) on it, and
-train the same small classifier with the same tuning budget (early stopping on a validation split of the
-labelled images) in every arm: real only; real + classic augmentation (shifts, flips); real + ganforge
-synthetic at several ratios; real + judge-filtered synthetic; real + classic + synthetic; synthetic only
-(classification accuracy score). Accuracy on the 10k test set, mean ± sd over seeds. Writes
-bench/results/augment.md and augment.json after every (setting, seed), so a cut-short run still reports;
-``--resume`` skips the units already in augment.json.
+of the training split, fit an `Augmenter` (conditional DCGAN + DiffAugment + spectral norm + minibatch std
++ EMA) on it, and train the same classifier with the same recipe in every arm (a fixed 1000 steps with a
+cosine learning rate on every labelled image; no tuning on the test set): real only; real + classic
+augmentation (shifts, flips); real + ganforge synthetic at several ratios; real + judge-filtered synthetic;
+real + classic + synthetic; synthetic only (classification accuracy score). Accuracy on the 10k test set,
+mean ± sd over seeds. Writes bench/results/augment.md and augment.json after every (setting, seed), so a
+cut-short run still reports; ``--resume`` skips the units already in augment.json.
 """
 
 from __future__ import annotations
@@ -88,10 +87,10 @@ def verdict(rows: list[dict]) -> str:
             f"{2 * sd * 100:.2f} points → target {'met' if ok else 'NOT met'}")
 
 
-def write(units: list[dict], meta: dict) -> None:
+def write(units: list[dict], meta: dict, name: str = "augment") -> None:
     RESULTS.mkdir(exist_ok=True)
     table = summarise(units)
-    (RESULTS / "augment.json").write_text(json.dumps({**meta, "units": units, "summary": table}, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, "units": units, "summary": table}, indent=2) + "\n")
     lines = ["# GAN data augmentation for few-label Fashion-MNIST (`bench/augment.py`)", "",
              f"Machine: {meta['machine']}; date: {meta['date']}; torch {meta['torch']}, 1 thread, `nice -n 10`.",
              f"GAN: {meta['gan']}.", f"Classifier: {meta['classifier']}.",
@@ -108,9 +107,9 @@ def write(units: list[dict], meta: dict) -> None:
         lines += ["", verdict(rows) + " (arms measured on every seed only)", ""]
     lines += ["An arm with fewer per-seed values than the others ran on those seeds only (a run resumed with other "
               "arms, e.g. `--min-confidence 0` to drop the filtered arm); the verdicts compare arms measured on "
-              "every seed. Per-seed details (early-stopping step, validation accuracy, judge acceptance per class, "
+              "every seed. Per-seed details (classifier steps, judge acceptance per class, "
               "GAN time; a GAN time near 0 means a finished GAN was reused) are in `augment.json`.", ""]
-    (RESULTS / "augment.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
 
 
 def main() -> int:
@@ -123,7 +122,10 @@ def main() -> int:
     p.add_argument("--ratios", default="1,2", help="synthetic per real labelled image (default 1,2)")
     p.add_argument("--min-confidence", type=float, default=0.9,
                    help="the filtered arm's judge threshold (0: no filtered arm)")
-    p.add_argument("--max-steps", type=int, default=300, help="classifier steps (early stopping inside)")
+    p.add_argument("--max-steps", type=int, default=1000, help="classifier steps (default 1000)")
+    p.add_argument("--results-name", default="augment", help="results file stem under bench/results (default "
+                   "augment); run --labels 60 and --labels 10 in parallel under two names, then --merge them")
+    p.add_argument("--merge", nargs="+", metavar="NAME", help="merge these results files' units into --results-name")
     p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "ganforge-bench-augment"),
                    help="where the GAN runs are kept (default: a folder in the system's temp dir)")
     p.add_argument("--resume", action="store_true", help="keep the units already in augment.json")
@@ -139,6 +141,13 @@ def main() -> int:
     train = load("fashion_mnist", "train", data_dir=args.data_dir)
     test = load("fashion_mnist", "test", data_dir=args.data_dir)
     recipe = ClassifierRecipe(max_steps=args.max_steps, flip=True)
+    if args.merge:
+        first = json.loads((RESULTS / f"{args.merge[0]}.json").read_text())
+        meta = {k: v for k, v in first.items() if k not in ("units", "summary")}
+        units = [u for name in args.merge for u in json.loads((RESULTS / f"{name}.json").read_text())["units"]]
+        write(units, meta, args.results_name)
+        print((RESULTS / f"{args.results_name}.md").read_text())
+        return 0
     meta = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cpus (shared 2-core CPU box)",
             "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
             "gan": f"conditional DCGAN ngf=ndf={args.width}, {args.steps} steps of 64, DiffAugment "
@@ -147,8 +156,8 @@ def main() -> int:
             "min_confidence": args.min_confidence, "ratios": args.ratios,
             "settings": vars(args) | {"ratios": args.ratios}}
     units: list[dict] = []
-    if args.resume and (RESULTS / "augment.json").exists():
-        units = json.loads((RESULTS / "augment.json").read_text())["units"]
+    if args.resume and (RESULTS / f"{args.results_name}.json").exists():
+        units = json.loads((RESULTS / f"{args.results_name}.json").read_text())["units"]
     work = Path(args.work_dir)
     for lpc in (int(v) for v in args.labels.split(",")):
         for seed in (int(v) for v in args.seeds.split(",")):
@@ -156,11 +165,11 @@ def main() -> int:
                 continue
             print(f"== {lpc} per class, seed {seed}", file=sys.stderr, flush=True)
             units.append(run_unit(args, train, test, lpc, seed, recipe, work))
-            write(units, meta)
+            write(units, meta, args.results_name)
             for row in units[-1]["arms"]:
                 print(f"{lpc:3d} s{seed} {row['arm']:<45} {row['test_accuracy']:.4f} (step {row['steps']})",
                       flush=True)
-    print((RESULTS / "augment.md").read_text())
+    print((RESULTS / f"{args.results_name}.md").read_text())
     return 0
 
 

@@ -61,6 +61,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gp-weight", type=float, help="WGAN-GP gradient penalty weight (default 0)")
     g.add_argument("--r1-weight", type=float, help="R1 penalty gamma (default 0)")
     g.add_argument("--ema", type=float, help="generator EMA decay, e.g. 0.999 (default 0 = off)")
+    g.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                   help="start the generator from another run's latest checkpoint (or this checkpoint): "
+                   "weights only, D and optimisers fresh; e.g. adversarial fine-tuning of an MSE-trained model")
     g.add_argument("--preset", help="a named starting point under --config and flags: robust (spectral norm, "
                    "R1 0.1, EMA; see docs/stabilisers.md), ttur (lr_g 1e-4, lr_d 4e-4, betas (0, 0.9)), dcgan")
     g = p.add_argument_group("stabilisers (see docs/stabilisers.md)")
@@ -142,7 +145,7 @@ _FLAG_TO_FIELD = {
     "diffaugment": "diffaugment", "instance_noise": "instance_noise",
     "instance_noise_steps": "instance_noise_steps", "label_smoothing": "label_smoothing",
     "doctor": "doctor", "stop_at_equilibrium": "stop_at_equilibrium", "auto_remedy": "auto_remedy",
-    "report": "report",
+    "report": "report", "init_from": "init_from",
     # train: speed and torchrun (docs/performance.md)
     "amp": "amp", "channels_last": "channels_last", "compile": "compile", "cuda_graphs": "cuda_graphs",
     "tf32": "tf32", "fused_adam": "fused_adam", "sync_batchnorm": "sync_batchnorm", "ddp_noise": "ddp_noise",

@@ -139,10 +139,24 @@ def test_subset_is_stratified_seeded_and_round_trips(tmp_path):
 
 def test_classifier_learns_and_early_stops_on_labelled_data_only(digits):
     x, y, x_test, y_test = digits
-    recipe = ClassifierRecipe(max_steps=120, eval_every=40)
+    recipe = ClassifierRecipe(max_steps=120, eval_every=40, val_share=0.2)
     model = train_classifier(x, y, recipe=recipe, seed=0)
     assert model.tuning["steps"] in (40, 80, 120) and model.tuning["n_val"] == 40  # 20 % of 200
     assert accuracy(model, x_test, y_test) > 0.6  # chance is 0.1
+
+
+def test_default_recipe_trains_a_fixed_length_on_every_labelled_image(digits):
+    x, y, x_test, y_test = digits
+    recipe = ClassifierRecipe(max_steps=120, widths=(8, 16, 32))
+    assert recipe.val_share == 0 and recipe.schedule == "cosine"
+    model = train_classifier(x, y, recipe=recipe, seed=0)
+    assert model.tuning == {"steps": 120, "val_accuracy": None, "curve": [], "n_val": 0}
+    assert accuracy(model, x_test, y_test) > 0.6
+    assert "no early stopping" in recipe.describe() and "cosine" in recipe.describe()
+    with pytest.raises(ConfigError, match="schedule"):
+        ClassifierRecipe(schedule="step")
+    with pytest.raises(ConfigError, match="val_share"):
+        ClassifierRecipe(val_share=1.0)
 
 
 def test_classic_augment_and_take_per_class():

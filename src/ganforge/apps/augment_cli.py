@@ -79,8 +79,8 @@ def add_augment_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=_probability,
                    help="add an arm whose synthetic images a judge (trained on the labelled subset) assigns to "
                    "their class with at least this probability")
-    p.add_argument("--classifier-steps", type=_positive_int, default=600,
-                   help="classifier training steps per arm, early-stopped on a validation split (default 600)")
+    p.add_argument("--classifier-steps", type=_positive_int, default=1000,
+                   help="classifier training steps per arm, cosine learning rate, every labelled image (default 1000)")
     p.add_argument("--data-dir", help="folder to look for the dataset in first")
     p.add_argument("--resume", metavar="auto", choices=["auto"], help="continue an interrupted experiment in --out")
     p.add_argument("--device", default="cpu", help="device of the GAN (default cpu)")

@@ -177,6 +177,39 @@ def load_sampling_weights(path: str | os.PathLike, generator: torch.nn.Module) -
     return uses_ema
 
 
+def warm_start(source: str | os.PathLike, generator: torch.nn.Module) -> Path:
+    """Load the trained generator of ``source`` into ``generator``; returns the checkpoint used.
+
+    ``source`` is a run directory (its latest checkpoint) or one checkpoint directory. The trained weights,
+    not the EMA copy: training goes on from them. The checkpoint is verified against its hashes first.
+    """
+    from ganforge.errors import ConfigError
+
+    src = Path(source)
+    if (src / "checkpoints").is_dir():
+        info = latest_checkpoint(src / "checkpoints")
+        if info is None:
+            raise ConfigError(f"--init-from {src}: that run has no checkpoint yet; train it first")
+        path = info.path
+    elif (src / META_FILE).is_file():
+        path = src
+    else:
+        raise ConfigError(f"--init-from {src}: not a run directory (no checkpoints/) nor a checkpoint "
+                          f"(no {META_FILE}); give a run directory or e.g. RUN/checkpoints/step_001000")
+    verify_checkpoint(path)
+    weights = load_weights(path, "generator")
+    if weights is None:
+        raise CheckpointError(f"--init-from {path}: the checkpoint holds no generator weights")
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ConfigError(f"--init-from {path}: its generator does not fit this run's ({detail}); use the same "
+                          "model settings (--model, --model-config, image size) as the run it comes from") from None
+    return path
+
+
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load the training state; ``weights_only=True`` so a tampered file cannot run code."""
     f = Path(path) / STATE_FILE

@@ -71,6 +71,10 @@ class RunConfig:
     kl_weight: float = 0.05  # conditioning augmentation's KL weight (StackGAN's 1 drowned the text in our bench)
     mismatch_weight: float = 0.5  # share of D's "fake" side given to real images with mismatched captions
     preset: str | None = None  # the preset these settings started from (recorded; see PRESETS)
+    # warm start: the generator of a new run starts from this run directory's latest checkpoint or this
+    # checkpoint directory (weights only: D, optimisers and the step start fresh), e.g. adversarial
+    # fine-tuning of an MSE-trained frame predictor; image GANs and video models
+    init_from: str | None = None
     # length and batching
     steps: int | None = None
     epochs: float | None = None
@@ -167,10 +171,20 @@ class RunConfig:
             self._validate_cyclegan()
         if self.model in VIDEO_MODELS:
             self._validate_video()
+        self._validate_init_from()
 
     # stabilisers of the noise-to-image step that CycleGANStep does not implement
     _NOT_FOR_CYCLEGAN = ("conditional", "pack", "diffaugment", "instance_noise", "label_smoothing", "gp_weight",
                          "r1_weight", "ema", "minibatch_std", "auto_remedy")
+
+    def _validate_init_from(self) -> None:
+        if self.init_from is None:
+            return
+        if self.model in ("cyclegan", "text2image"):
+            raise ConfigError(f"--init-from is not available for {self.model} runs yet (image GANs and video "
+                              "models have it)")
+        if not isinstance(self.init_from, str) or not self.init_from.strip():
+            raise ConfigError(f"--init-from must name a run directory or a checkpoint, got {self.init_from!r}")
 
     def _validate_cyclegan(self) -> None:
         if not self.data_b:

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.losses import GANLoss, cycle_loss, decision_threshold, identity_loss, real_probability
+from ganforge.losses import GANLoss, cycle_loss, decision_threshold, identity_loss
 from ganforge.monitor import report
-from ganforge.train.gan_step import _grad_norm
+from ganforge.train.gan_step import _grad_norm, report_d_stats
 
 CycleBatch = tuple[Tensor, Tensor]  # (images of domain A, images of domain B), both in [-1, 1]
 
@@ -164,11 +164,7 @@ class CycleGANStep:
             report("Loss/G/cycle_b", loss_cycle_b.detach())
             report("Loss/D/a", loss_d_a.detach())
             report("Loss/D/b", loss_d_b.detach())
-            report("D/real", real_probability(self.loss, real_logits))
-            report("D/fake", real_probability(self.loss, fake_logits))
-            report("D/acc_real", (real_logits > self.threshold).float())
-            report("D/acc_fake", (fake_logits < self.threshold).float())
-            report("D/margin", real_logits.mean() - fake_logits.mean())
+            report_d_stats(self.loss, real_logits, fake_logits)
         return {"loss_d": (loss_d_a + loss_d_b).detach(), "loss_g": loss_g.detach()}
 
     # --- what the trainer saves and restores ---------------------------------------------------------------

@@ -29,6 +29,17 @@ from ganforge.train.ema import EMA
 Batch = tuple[Tensor, Tensor | None]  # (images in [-1, 1], labels or None)
 
 
+def report_d_stats(loss: GANLoss, real_logits: Tensor, fake_logits: Tensor, prefix: str = "D") -> None:
+    """The discriminator's view the doctor reads, under ``prefix``: mean D(x) and D(G(z)) as probabilities,
+    accuracy on real and on fake separately (at the loss's decision threshold), and the logit margin."""
+    threshold = decision_threshold(loss)
+    report(f"{prefix}/real", real_probability(loss, real_logits))
+    report(f"{prefix}/fake", real_probability(loss, fake_logits))
+    report(f"{prefix}/acc_real", (real_logits > threshold).float())
+    report(f"{prefix}/acc_fake", (fake_logits < threshold).float())
+    report(f"{prefix}/margin", real_logits.mean() - fake_logits.mean())
+
+
 def _grad_norm(module: nn.Module) -> Tensor:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if not grads:
@@ -255,12 +266,7 @@ class GANStep:
             real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
             report("Loss/D", loss_d)
             report("Loss/G", loss_g)
-            threshold = decision_threshold(self.base_loss)
-            report("D/real", real_probability(self.base_loss, real_logits))
-            report("D/fake", real_probability(self.base_loss, fake_logits))
-            report("D/acc_real", (real_logits > threshold).float())
-            report("D/acc_fake", (fake_logits < threshold).float())
-            report("D/margin", real_logits.mean() - fake_logits.mean())
+            report_d_stats(self.base_loss, real_logits, fake_logits)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
     # --- what the trainer saves and restores -------------------------------------------------------------

@@ -29,6 +29,7 @@ from ganforge.train import distributed
 from ganforge.train.checkpoint import (
     load_sampling_weights,
     verify_checkpoint,
+    warm_start,
 )
 from ganforge.train.config import RunConfig
 from ganforge.train.ema import EMA
@@ -163,6 +164,7 @@ def _train_gan(config: RunConfig, out: str | os.PathLike, resume: str | None, ca
                                distributed=dist.enabled, quiet=not dist.is_main)
     apply_backend_flags(perf)
     generator, discriminator = build_networks(config, data.spec)
+    warm = warm_start(config.init_from, generator) if config.init_from and checkpoint is None else None
     generator.to(device)
     discriminator.to(device)
     if perf.channels_last:
@@ -231,6 +233,8 @@ def _train_gan(config: RunConfig, out: str | os.PathLike, resume: str | None, ca
         "device": str(device),
         "processes": dist.world_size,
     }
+    if warm is not None:
+        record["init_from_checkpoint"] = str(warm)
     # only rank 0 writes the run directory, evaluates and runs the doctor; the others get a placeholder
     # evaluator so that every rank takes the same branches (and checkpoints at the same steps)
     evaluator = (lambda at_step: float("nan")) if config.eval_every > 0 else None

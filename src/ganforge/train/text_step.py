@@ -29,7 +29,7 @@ from ganforge.monitor import report
 from ganforge.nets.text2image import kl_divergence
 from ganforge.train.augment import diff_augment, parse_policy
 from ganforge.train.ema import EMA
-from ganforge.train.gan_step import _grad_norm
+from ganforge.train.gan_step import _grad_norm, report_d_stats
 
 TextBatch = tuple[Tensor, Tensor]  # (images in [-1, 1], caption indices into the embedding table)
 MISMATCH_TRIES = 16
@@ -189,13 +189,9 @@ class TextGANStep:
             report("Loss/G", loss_g.detach())
             report("Loss/G/adv", adversarial.detach())
             report("Loss/G/kl", kl.detach())
-            report("D/real", real_probability(self.loss, real_logits))
-            report("D/fake", real_probability(self.loss, fake_logits))
+            report_d_stats(self.loss, real_logits, fake_logits)
             report("D/mismatch", real_probability(self.loss, mismatch_logits))
-            report("D/acc_real", (real_logits > self.threshold).float())
-            report("D/acc_fake", (fake_logits < self.threshold).float())
             report("D/acc_mismatch", (mismatch_logits < self.threshold).float())
-            report("D/margin", real_logits.mean() - fake_logits.mean())
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
     # --- what the trainer saves and restores -----------------------------------------------------------------

@@ -34,7 +34,7 @@ from ganforge.errors import CheckpointError, ConfigError
 from ganforge.grid import save_grid
 from ganforge.losses import get_loss
 from ganforge.monitor import report
-from ganforge.train.checkpoint import load_weights
+from ganforge.train.checkpoint import load_weights, warm_start
 from ganforge.train.config import VIDEO_MODELS, RunConfig
 from ganforge.train.quality import sliced_wasserstein
 from ganforge.train.rundir import RunDir
@@ -177,6 +177,7 @@ def train_video(config: RunConfig, out: str | os.PathLike, resume: str | None = 
     data = load_video_data(config, device, clips)
     total = config.total_steps(data.n_examples)
     nets = build_video_networks(config, data.shape)
+    warm = warm_start(config.init_from, nets["generator"]) if config.init_from and checkpoint is None else None
     for net in nets.values():
         net.to(device)
     loss = get_loss(config.loss)
@@ -244,6 +245,8 @@ def train_video(config: RunConfig, out: str | os.PathLike, resume: str | None = 
         "total_steps": total,
         "device": str(device),
     }
+    if warm is not None:
+        record["init_from_checkpoint"] = str(warm)
     if checkpoint is None:
         run.create(record)
         if clips is not None:

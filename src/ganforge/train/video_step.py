@@ -9,6 +9,13 @@ clip to the next ``future`` frames. Its loss is λ_rec·MSE + λ_gdl·GDL + λ_a
 clip discriminator sees the context followed by either the true or the predicted future. With
 ``adv_weight = 0`` it is the MSE(+GDL)-only baseline and no discriminator is trained.
 
+Scale: Mathieu et al.'s L2 and GDL terms are sums over a frame's pixels, so their weights (1, 1, 0.05)
+make the adversarial term tiny next to them. Here MSE and GDL are means over pixels (the numbers stay
+readable), so the adversarial term is divided by the pixels per frame (C·H·W) to keep the published
+weights' meaning. Without that division the adversarial term was ~4096x stronger at 64x64: with
+weight 0.05, and even 0.01 with a spectrally normalised D, it drove the predictor to black frames
+or to noise (MSE 170 vs 122 for MSE alone; bench/results/video.md).
+
 `MoCoGANStep` (Tulyakov et al. 2018): the image discriminator judges single frames, the video
 discriminator whole clips; the generator is trained against both.
 """
@@ -22,20 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.losses import GANLoss, decision_threshold, gradient_difference_loss, real_probability
+from ganforge.losses import GANLoss, gradient_difference_loss
 from ganforge.monitor import report
-from ganforge.train.gan_step import _grad_norm
+from ganforge.train.gan_step import _grad_norm, report_d_stats
 
 ClipBatch = tuple[Tensor, None]  # (clips (B, T, C, H, W) in [-1, 1], no labels)
-
-
-def _d_stats(loss: GANLoss, real_logits: Tensor, fake_logits: Tensor, prefix: str = "D") -> None:
-    threshold = decision_threshold(loss)
-    report(f"{prefix}/real", real_probability(loss, real_logits))
-    report(f"{prefix}/fake", real_probability(loss, fake_logits))
-    report(f"{prefix}/acc_real", (real_logits > threshold).float())
-    report(f"{prefix}/acc_fake", (fake_logits < threshold).float())
-    report(f"{prefix}/margin", real_logits.mean() - fake_logits.mean())
 
 
 class VideoStep:
@@ -107,7 +105,7 @@ class VideoStep:
         if self.adversarial:
             D.requires_grad_(False)
             adv = self.loss.generator(D(torch.cat([context, predicted], dim=1)))
-            loss_g = loss_g + self.adv_weight * adv
+            loss_g = loss_g + self.adv_weight / future[0, 0].numel() * adv  # see the module docstring: scale
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if self.measure:
@@ -122,7 +120,7 @@ class VideoStep:
             if self.adversarial:
                 report("Loss/G/adv", adv)
                 report("Loss/D", loss_d)
-                _d_stats(self.loss, real_logits.detach(), fake_logits.detach())
+                report_d_stats(self.loss, real_logits.detach(), fake_logits.detach())
         out["loss_g"] = loss_g.detach()
         return out
 
@@ -212,8 +210,8 @@ class MoCoGANStep:
             report("Loss/D/image", loss_di)
             report("Loss/D/video", loss_dv)
             # the doctor reads D/*: the video discriminator's view (whole clips); the image one under DI/*
-            _d_stats(self.loss, rv.detach(), fv.detach(), "D")
-            _d_stats(self.loss, ri.detach(), fi.detach(), "DI")
+            report_d_stats(self.loss, rv.detach(), fv.detach(), "D")
+            report_d_stats(self.loss, ri.detach(), fi.detach(), "DI")
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
     def networks(self) -> dict[str, nn.Module]:
