@@ -238,3 +238,34 @@ def test_batch_stream_shards_are_disjoint_slices_of_the_global_batch():
         torch.testing.assert_close(torch.cat([p.next()[0] for p in parts]), x)
     with pytest.raises(ConfigError, match="divisible by the number of processes"):
         BatchStream(images, None, 9, seed=3, device=torch.device("cpu"), shard=(0, 2))
+
+
+TWICE_SCRIPT = """
+import sys
+import torch.distributed as td
+from ganforge.train import RunConfig, train
+import ganforge.train.distributed as gd
+
+base = dict(model="dcgan", model_config={"ngf": 8, "ndf": 8, "z_dim": 16}, data="digits", batch_size=16, steps=2,
+            sample_every=2, checkpoint_every=2, log_every=2, progress=False, threads=1, doctor=False)
+train(RunConfig(**base), sys.argv[1] + "/first")
+group = td.group.WORLD
+assert td.is_initialized() and gd._OWN_GROUP == "gloo"  # kept for the next run
+train(RunConfig(**base), sys.argv[1] + "/second")
+assert td.group.WORLD is group  # reused, not destroyed and formed again
+open(f"{sys.argv[1]}/rank{td.get_rank()}.txt", "w").write("ok")
+"""
+
+
+def test_two_runs_in_one_worker_reuse_the_process_group(tmp_path):
+    # destroying the group after a run and forming it again for the next one hung 1 time in 4 under torchrun
+    script = tmp_path / "twice.py"
+    script.write_text(TWICE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["ok", "ok"]
+    assert (tmp_path / "second" / "checkpoints" / "step_000002").is_dir()

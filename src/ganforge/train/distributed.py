@@ -35,6 +35,7 @@ context, whose methods do nothing, so the training code has one path for both. W
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import inspect
 import os
@@ -79,7 +80,7 @@ class DistContext:
     local_world_size: int = 1
     backend: str | None = None
     device: torch.device | None = None
-    owns_group: bool = False  # this context initialised the process group (and destroys it at close)
+    owns_group: bool = False  # ganforge initialised the process group (kept until exit, see setup)
     control_group: Any = None  # a gloo group for CPU-side agreement (the default group on CPU)
 
     @property
@@ -229,13 +230,22 @@ class DistContext:
             torch.distributed.barrier(group=self.control_group)
 
     def close(self) -> None:
-        """Destroy the process group if this context created it."""
-        if self.owns_group and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-            self.owns_group = False
+        """End of a run: drop this run's control group. A process group ganforge formed is kept for the next
+        run in the same process and destroyed at exit (see `setup`); one the caller formed is theirs."""
+        if self.control_group is not None and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group(self.control_group)
+        self.control_group = None
 
 
 SINGLE = DistContext()
+_OWN_GROUP: str | None = None  # the backend of the process group ganforge formed in this process, if any
+
+
+def _destroy_own_group() -> None:
+    global _OWN_GROUP
+    if _OWN_GROUP is not None and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _OWN_GROUP = None
 
 
 def require_single_process_family(model: str) -> None:
@@ -313,7 +323,12 @@ def setup(config: Any, timeout_s: float | None = None) -> DistContext:
                           "use --device cpu (gloo)")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    owns = False
+    global _OWN_GROUP
+    if _OWN_GROUP is not None and _OWN_GROUP != backend and torch.distributed.is_initialized():
+        _destroy_own_group()  # an earlier run in this process used the other device type: form a new group
+    owns = _OWN_GROUP is not None and torch.distributed.is_initialized()
+    # Formed once per process and reused by later runs: destroying the group at the end of train() and forming
+    # it again for the next call under torchrun hung the second rendezvous in 1 of 4 tries here.
     if not torch.distributed.is_initialized():
         for var in ("MASTER_ADDR", "MASTER_PORT"):
             if var not in os.environ:
@@ -334,7 +349,9 @@ def setup(config: Any, timeout_s: float | None = None) -> DistContext:
                 "Check that every node can reach MASTER_ADDR:MASTER_PORT and runs the same command"
             ) from None
         owns = True
-    else:  # the caller's script formed the group: use it as it is, and leave it to them to destroy
+        _OWN_GROUP = backend
+        atexit.register(_destroy_own_group)
+    elif not owns:  # the caller's script formed the group: use it as it is, and leave it to them to destroy
         backend = torch.distributed.get_backend()
     control = torch.distributed.new_group(backend="gloo") if backend == "nccl" else None
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,

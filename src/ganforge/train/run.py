@@ -56,6 +56,21 @@ def mean_pairwise_distance(x: Tensor) -> float:
     return float(torch.pdist(flat).mean()) if flat.shape[0] > 1 else 0.0
 
 
+def within_class_spreads(x: Tensor, labels: Tensor) -> dict[int, float]:
+    """Mean pairwise distance inside each class with at least two samples in ``x``, by class."""
+    return {int(c): mean_pairwise_distance(x[labels == c]) for c in labels.unique() if int((labels == c).sum()) > 1}
+
+
+def within_class_diversity(fake: Tensor, labels: Tensor, real_spreads: dict[int, float]) -> float:
+    """Mean over classes of (spread of the class's samples) / (spread of its real images).
+
+    The diversity a class-conditional generator owes: one image per class still looks diverse when classes
+    are mixed (measured: 0.93 mixed vs 0.25 within classes for a collapsed Fashion-MNIST Augmenter)."""
+    fake_spreads = within_class_spreads(fake, labels)
+    ratios = [fake_spreads[c] / max(real_spreads[c], 1e-12) for c in fake_spreads if c in real_spreads]
+    return float(sum(ratios) / len(ratios)) if ratios else float("nan")
+
+
 def _model_spec(spec: DataSpec, conditional: bool) -> DataSpec:
     """The spec the networks are built for: labels dropped when the run is unconditional."""
     if conditional and spec.n_classes == 0:
@@ -219,9 +234,17 @@ def _train_gan(config: RunConfig, out: str | os.PathLike, resume: str | None, ca
     n_probe = min(N_PROBE, n_score)
     real_spread = mean_pairwise_distance(reference[:n_probe])
 
+    probe_labels = None if labels_score is None else labels_score[:n_probe]
+    real_class_spreads = {} if probe_labels is None else within_class_spreads(reference[:n_probe], probe_labels.cpu())
+
     def probe() -> None:
-        fake = generate(step.generator, z_score[:n_probe], None if labels_score is None else labels_score[:n_probe])
-        report("Probe/diversity", mean_pairwise_distance(fake) / max(real_spread, 1e-12))
+        fake = generate(step.generator, z_score[:n_probe], probe_labels)
+        mixed = mean_pairwise_distance(fake) / max(real_spread, 1e-12)
+        if probe_labels is None:
+            report("Probe/diversity", mixed)
+        else:  # a conditional G is judged within each class; the class-mixed spread is kept for reference
+            report("Probe/diversity", within_class_diversity(fake.cpu(), probe_labels.cpu(), real_class_spreads))
+            report("Probe/diversity_mixed", mixed)
         report("Probe/swd", sliced_wasserstein(fake, reference[:n_probe], n_projections=64))
 
     record = {
