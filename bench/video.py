@@ -41,6 +41,10 @@ ARMS = {
     # adv_ft_strong: 20x their adversarial weight and no GDL (the adversarial term alone must sharpen)
     "adv_ft": {"adv_weight": 0.05, "gdl_weight": 1.0, "spectral_norm": True, "warm": True},
     "adv_ft_strong": {"adv_weight": 1.0, "gdl_weight": 0.0, "spectral_norm": True, "warm": True},
+    # GDL dims the blur (lower gradient ratio), the adversarial term alone sharpens edges: both, with a stronger D term
+    "adv_ft_gdl": {"adv_weight": 3.0, "gdl_weight": 1.0, "spectral_norm": True, "warm": True},
+    # the control for the fine-tuning arms: the same warm start, fresh optimiser and data seed, MSE only
+    "mse_ft": {"adv_weight": 0.0, "gdl_weight": 0.0, "warm": True},
 }
 # records from before VideoStep divided the adversarial term by the pixels per frame (ganforge.train.video_step):
 # their adversarial weight was ~4096x stronger than the same number today
@@ -175,20 +179,32 @@ def summarise(args: argparse.Namespace) -> None:
                      f"{r['train_seconds_total']:.0f} | {t['mse']:.1f} | {t['mae']:.1f} | {t['psnr']:.2f} | "
                      f"{t['ssim']:.3f} | {t['sharpness']:.2f} | {t['gradient_ratio']:.3f} |")
     by_arm = {r["arm"]: r for r in records if r["device"] == "cpu"}
-    if "mse" in by_arm:
-        m = by_arm["mse"]["test"]
-        lines += ["", "Adversarial arms vs MSE-only (goal: sharper by both sharpness measures, MSE at most +10%):", ""]
+    controls = {name: by_arm[name]["test"] for name in ("mse", "mse_ft") if name in by_arm}
+    if controls:
+        best_mse = min(c["mse"] for c in controls.values())
+        sharpest = max(c["sharpness"] for c in controls.values())
+        steepest = max(c["gradient_ratio"] for c in controls.values())
+        lines += ["", "Adversarial arms against the MSE-only controls (" + ", ".join(controls) + "). Goal: sharper "
+                  "than every control with MSE at most 10% above the best control's. Sharper is counted only when both "
+                  "measures agree: Mathieu et al.'s sharpness difference (dB) alone also rewards darker frames "
+                  f"(all-black frames score {base['zeros']['sharpness']:.2f} dB, above every model), and the "
+                  "gradient ratio alone rewards edges in the wrong place.", ""]
         for name in [a for a in order if a in by_arm and by_arm[a]["adv_weight"] > 0]:
-            a = by_arm[name]["test"]
-            change = 100 * (a["mse"] / m["mse"] - 1)
-            sharper = a["sharpness"] > m["sharpness"] and a["gradient_ratio"] > m["gradient_ratio"]
-            verdict = "goal met" if sharper and change <= 10 else "goal not met"
-            lines.append(f"- {name}: sharpness {a['sharpness']:.2f} vs {m['sharpness']:.2f} dB, gradient ratio "
-                         f"{a['gradient_ratio']:.3f} vs {m['gradient_ratio']:.3f}; MSE {a['mse']:.1f} vs "
-                         f"{m['mse']:.1f} ({change:+.1f}%) -> **{verdict}**")
+            t = by_arm[name]["test"]
+            change = 100 * (t["mse"] / best_mse - 1)
+            by_db, by_ratio = t["sharpness"] > sharpest, t["gradient_ratio"] > steepest
+            verdict = "goal met" if by_db and by_ratio and change <= 10 else "goal not met"
+            word = {True: "higher", False: "not higher"}
+            lines.append(f"- {name}: sharpness {t['sharpness']:.2f} vs {sharpest:.2f} dB ({word[by_db]}); "
+                         f"gradient ratio {t['gradient_ratio']:.3f} vs {steepest:.3f} "
+                         f"({word[by_ratio]}); MSE {t['mse']:.1f} vs {best_mse:.1f} "
+                         f"({change:+.1f}%) -> **{verdict}**")
     machines = sorted({r["machine"] for r in records})
     lines += ["", f"Machine: {'; '.join(machines) or _machine()}. Date: {time.strftime('%Y-%m-%d')}.",
               "Published 200-epoch GPU anchors (OpenSTL): ConvLSTM 29.8, PredRNN 24.0 MSE per frame."]
+    notes = RESULTS / "video_notes.md"  # the hand-written reading of the numbers, kept across regenerations
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     (RESULTS / "video.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "video.json").write_text(json.dumps({"baselines": base, "arms": records}, indent=1) + "\n")
     print("\n".join(lines))
