@@ -43,6 +43,7 @@ ARMS = {
     "adv_ft_strong": {"adv_weight": 1.0, "gdl_weight": 0.0, "spectral_norm": True, "warm": True},
     # GDL dims the blur (lower gradient ratio), the adversarial term alone sharpens edges: both, with a stronger D term
     "adv_ft_gdl": {"adv_weight": 3.0, "gdl_weight": 1.0, "spectral_norm": True, "warm": True},
+    "adv_ft_lowgdl": {"adv_weight": 1.0, "gdl_weight": 0.1, "spectral_norm": True, "warm": True},
     # the control for the fine-tuning arms: the same warm start, fresh optimiser and data seed, MSE only
     "mse_ft": {"adv_weight": 0.0, "gdl_weight": 0.0, "warm": True},
 }
