@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge.errors import ConfigError
-from ganforge.losses import GANLoss, cycle_loss, decision_threshold, identity_loss
+from ganforge.losses import GANLoss, cycle_loss, identity_loss
 from ganforge.monitor import report
 from ganforge.train.gan_step import _grad_norm, report_d_stats
 
@@ -105,7 +105,6 @@ class CycleGANStep:
         self.adversarial_weight = float(adversarial_weight)
         self.pool_a = ImagePool(pool_size, noise)
         self.pool_b = ImagePool(pool_size, noise)
-        self.threshold = decision_threshold(loss)
         self.iteration = 0
         self.measure = True
 
