@@ -63,7 +63,7 @@ def gaussian_copula(train, n: int, seed: int):
 
 
 # --- one fit in its own process ----------------------------------------------------------------------------
-def _fit_and_sample(system: str, train, discrete: list[str], seed: int, epochs: int, queue) -> None:
+def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: int, epochs: int, queue) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -75,7 +75,7 @@ def _fit_and_sample(system: str, train, discrete: list[str], seed: int, epochs: 
 
             dp = None if system == "ganforge" else DPConfig(epsilon=float(system[len("ganforge_dp"):]))
             model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1)
-            model.fit(train, discrete_columns=discrete)
+            model.fit(train, discrete_columns=discrete, target=target)  # as `ganforge tabular fit --target`
             fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0
             synthetic = model.sample(n, seed=seed)
             extra = {"privacy": model.privacy}
@@ -105,10 +105,10 @@ def _fit_and_sample(system: str, train, discrete: list[str], seed: int, epochs: 
         queue.put({"error": f"{type(e).__name__}: {e}"})
 
 
-def run_isolated(system, train, discrete, seed, epochs) -> dict:
+def run_isolated(system, train, discrete, target, seed, epochs) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_fit_and_sample, args=(system, train, discrete, seed, epochs, queue))
+    proc = ctx.Process(target=_fit_and_sample, args=(system, train, discrete, target, seed, epochs, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -189,7 +189,7 @@ def main() -> None:
             train, holdout = train_test_split(df, test_size=0.2, stratify=df[target], random_state=seed)
             train, holdout = train.reset_index(drop=True), holdout.reset_index(drop=True)
             for system in args.systems.split(","):
-                result = run_isolated(system, train, discrete, seed, args.epochs)
+                result = run_isolated(system, train, discrete, target, seed, args.epochs)
                 row = {"table": table, "seed": seed, "system": system, "epochs": args.epochs,
                        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine}
                 if "error" in result:
@@ -220,14 +220,24 @@ def summarise(path: Path) -> None:
     for table, part in df.groupby("table", sort=False):
         lines += [f"## {table}", "", "| system | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
         for system, g in part.groupby("system", sort=False):
-            cells = [f"{g[c].astype(float).mean():.3f}" if c in g and g[c].notna().any() else "" for c in cols]
+            cells = [_cell(g[c]) if c in g and g[c].notna().any() else "" for c in cols]
             lines.append(f"| {system} | {len(g)} | " + " | ".join(cells) + " |")
         lines.append("")
     done = {(r["table"], r["seed"], r["system"]) for r in rows if "error" not in r}
     errors = [r for r in rows if "error" in r and (r["table"], r["seed"], r["system"]) not in done]  # not rerun
     if errors:
         lines += ["## Errors", ""] + [f"- {r['table']} seed {r['seed']} {r['system']}: {r['error']}" for r in errors]
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    md = path.with_suffix(".md")
+    notes = md.read_text().split("\n## Notes", 1) if md.exists() else []
+    if len(notes) == 2:  # the hand-written reading below the tables is kept
+        lines += ["", "## Notes" + notes[1].rstrip("\n")]
+    md.write_text("\n".join(lines) + "\n")
+
+
+def _cell(values) -> str:
+    """Mean, with the standard deviation over seeds when there are several."""
+    v = values.dropna().astype(float)
+    return f"{v.mean():.3f}" if len(v) < 2 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
 
 
 if __name__ == "__main__":

@@ -135,3 +135,45 @@ def test_cli_fit_sample_audit_and_errors(tmp_path, capsys):
     for argv, needle in cases:
         assert main(argv) == 2, argv
         assert needle in capsys.readouterr().err.lower()
+
+
+def test_target_share_conditions_that_share_of_training_rows_on_the_target():
+    from ganforge.data.tabular import TabularTransformer
+    from ganforge.train.tabular_step import TabularStream
+
+    transformer = TabularTransformer(discrete_columns=["status"]).fit(table())
+    spans = transformer.condition_spans()  # status and member
+    assert [s.column for s in spans] == ["status", "member"]
+    rows = torch.from_numpy(transformer.transform(table())).float()
+    plain = TabularStream(rows, spans, 500, 0, torch.device("cpu"))
+    aimed = TabularStream(rows, spans, 500, 0, torch.device("cpu"), target=0, target_share=0.6)
+    share = lambda s: np.mean([(s.next()[1].column == 0).float().mean().item() for _ in range(20)])  # noqa: E731
+    assert share(plain) == pytest.approx(0.5, abs=0.03)
+    assert share(aimed) == pytest.approx(0.6 + 0.4 * 0.5, abs=0.03)  # its own share plus the uniform one
+    real, cond = aimed.next()
+    status = real[:, spans[0].start : spans[0].end].argmax(1)
+    on_target = cond.column == 0
+    assert torch.equal(status[on_target], cond.category[on_target])  # each real row has the asked-for category
+    with pytest.raises(ConfigError, match="target"):
+        TabularStream(rows, spans, 500, 0, torch.device("cpu"), target=5)
+
+
+def test_target_is_sampled_at_its_real_rate_and_saved(tmp_path):
+    real = table(n=2000, seed=3)
+    model = TabularGAN(**{**TINY, "steps": 5}).fit(real, target="status")
+    assert model.target == "status"
+    fake = model.sample(4000, seed=0)
+    rate = (real["status"] == "bad").mean()
+    assert (fake["status"] == "bad").mean() == pytest.approx(rate, abs=3 * np.sqrt(rate * (1 - rate) / 4000))
+    # an untrained generator decides the category itself: without a target its rate is far from the real one
+    free = TabularGAN(**{**TINY, "steps": 5}).fit(real).sample(4000, seed=0)
+    assert abs((free["status"] == "bad").mean() - rate) > 0.02
+    model.save(tmp_path / "m")
+    assert TabularGAN.load(tmp_path / "m").target == "status"
+    assert TabularGAN.load(tmp_path / "m").sample(300, seed=1).equals(model.sample(300, seed=1))
+    numeric = TabularGAN(**{**TINY, "steps": 2}).fit(real, target="score")
+    assert numeric.target is None and any("not discrete" in n for n in numeric.notes)
+    with pytest.raises(ConfigError, match="not a column"):
+        TabularGAN(**TINY).fit(real, target="colour")
+    with pytest.raises(ConfigError, match="target_share"):
+        TabularGAN(target_share=1.5)

@@ -22,8 +22,8 @@ def add_tabular_parser(sub: Any) -> None:
     t.add_argument("data", help="the real table (.csv or .parquet)")
     t.add_argument("--out", required=True, help="model directory (also keeps the training run: stats, doctor, "
                    "checkpoints)")
-    t.add_argument("--target", help="the column you will predict (checked; always treated as discrete if it has "
-                   "few values)")
+    t.add_argument("--target", help="the column you will predict (treated as discrete if it has few values): "
+                   "training conditions more rows on it and sampling draws it at its real rate")
     t.add_argument("--discrete", help="comma-separated columns to treat as categorical")
     t.add_argument("--epochs", type=float, help="passes over the table (default 300)")
     t.add_argument("--steps", type=int, help="training steps, instead of --epochs")
@@ -109,7 +109,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     model = TabularGAN(**settings)
-    model.fit(df, discrete_columns=discrete, out=args.out, resume=args.resume)
+    model.fit(df, discrete_columns=discrete, target=args.target, out=args.out, resume=args.resume)
     model.save(args.out)
     print(f"model: {args.out} ({len(df)} rows x {df.shape[1]} columns)")
     if model.privacy:

@@ -4,7 +4,9 @@
   (seed, batch index) so a resumed run replays exactly. By default *training-by-sampling*: each
   row's condition is a category of a discrete column chosen uniformly, the category drawn with
   probability ∝ log(frequency + 1) (rare classes are seen often enough to be learned), and the real
-  row drawn among those with that category. With DP, batches are Poisson samples (each row kept with
+  row drawn among those with that category. With a ``target`` column, a ``target_share`` of the rows
+  are conditioned on it instead (what the user will predict gets the most training signal).
+  With DP, batches are Poisson samples (each row kept with
   probability q, what the privacy accountant assumes) and each row's condition is its own category.
 - `TabularStep`: the critic update(s), then the generator update: WGAN-GP with packing by default,
   plus the conditional cross-entropy that makes G honour its condition. With `DPSGD`, the critic is
@@ -41,7 +43,7 @@ class TabularStream:
     """Batches of rows (B, row_dim) with their `Conditions`; ``position`` counts batches."""
 
     def __init__(self, rows: Tensor, cond_spans: Sequence, batch_size: int, seed: int, device: torch.device,
-                 *, poisson: bool = False):
+                 *, poisson: bool = False, target: int | None = None, target_share: float = 0.0):
         n = rows.shape[0]
         if batch_size > n and not poisson:
             raise ConfigError(f"--batch-size {batch_size} is larger than the table ({n} rows); use at most {n}")
@@ -53,6 +55,11 @@ class TabularStream:
         self.sample_rate = batch_size / n
         self.position = 0
         self.cond_spans = list(cond_spans)
+        if target is not None and not 0 <= target < len(self.cond_spans):
+            raise ConfigError(f"target condition index {target} is not one of the {len(self.cond_spans)} spans")
+        if not 0 <= target_share <= 1:
+            raise ConfigError(f"target_share must be in [0, 1], got {target_share}")
+        self.target, self.target_share = target, target_share
         self.offsets = np.cumsum([0] + [s.end - s.start for s in self.cond_spans])
         self.cond_dim = int(self.offsets[-1])
         rows_np = rows.cpu().numpy()
@@ -80,6 +87,8 @@ class TabularStream:
             idx = rng.choice(n, self.batch_size, replace=False)
         else:
             columns = rng.integers(len(self.cond_spans), size=self.batch_size)
+            if self.target is not None and self.target_share > 0:  # the target column, on top of its uniform share
+                columns[rng.random(self.batch_size) < self.target_share] = self.target
             categories = np.array([rng.choice(len(self.log_freq[c]), p=self.log_freq[c]) for c in columns])
             idx = np.array([rng.choice(self.by_category[c][k]) for c, k in zip(columns, categories, strict=True)])
             return self.rows[torch.as_tensor(idx, device=self.device)], self._conditions(columns, categories)
@@ -89,19 +98,6 @@ class TabularStream:
         columns = rng.integers(len(self.cond_spans), size=len(idx))
         categories = np.array([self.categories[c][i] for c, i in zip(columns, idx, strict=True)], dtype=np.int64)
         return rows, self._conditions(columns, categories)
-
-    def sample_conditions(self, n: int, generator: np.random.Generator) -> Conditions:
-        """Conditions for sampling: each column's categories at their *real* frequencies (not log), so that an
-        unconditional sample reproduces category rates."""
-        if not self.cond_spans:
-            return Conditions(None, None, None)
-        columns = generator.integers(len(self.cond_spans), size=n)
-        categories = np.empty(n, dtype=np.int64)
-        for c in range(len(self.cond_spans)):
-            where = columns == c
-            counts = np.bincount(self.categories[c], minlength=len(self.log_freq[c]))
-            categories[where] = generator.choice(len(counts), size=int(where.sum()), p=counts / counts.sum())
-        return self._conditions(columns, categories)
 
 
 class DPSGD:
