@@ -239,8 +239,11 @@ def test_dp_ledger_sums_to_epsilon(frame: pd.DataFrame) -> None:
     ledger = transformer.privacy_ledger
     assert sum(entry["epsilon"] for entry in ledger) == pytest.approx(2.0)
     assert transformer.epsilon_spent == pytest.approx(2.0) and transformer.delta_spent == pytest.approx(1e-6)
-    assert {entry["column"] for entry in ledger} == {"bimodal", "age", "rooms", "income", "colour", "country"}
-    assert not {"assets", "when", "flag"} & {entry["column"] for entry in ledger}  # declared or public: free
+    # numeric columns buy their range and shape, or only the shape when the range is declared
+    assert {entry["column"] for entry in ledger} == {"bimodal", "age", "rooms", "income", "colour", "country",
+                                                     "assets"}
+    assert [e["what"] for e in ledger if e["column"] == "assets"] == ["shape (16-bin histogram)"]
+    assert not {"when", "flag"} & {entry["column"] for entry in ledger}  # declared or public: free
     for entry in ledger:
         assert set(entry) == {"column", "what", "epsilon", "delta", "mechanism"}
     # every encoded column has a missing span; DP mode reports no data-dependent missing rate
@@ -257,8 +260,8 @@ def test_dp_declared_knowledge_costs_nothing_and_ignores_any_one_row(frame: pd.D
     public = declared(frame)
     changed = frame.copy()
     changed.loc[0, ["bimodal", "assets", "age", "colour"]] = [1e9, 1e12, 10**6, "blue"]
-    first = TabularTransformer().fit(frame, dp=(1.0, 1e-6), **public)
-    second = TabularTransformer().fit(changed, dp=(1.0, 1e-6), **public)
+    first = TabularTransformer().fit(frame, dp=(1.0, 1e-6), dp_histograms=False, **public)
+    second = TabularTransformer().fit(changed, dp=(1.0, 1e-6), dp_histograms=False, **public)
     assert first.privacy_ledger == [] and first.epsilon_spent == 0
     assert first.to_dict() == second.to_dict()  # the state does not depend on the data at all
     np.testing.assert_array_equal(first.transform(frame)[1:], second.transform(changed)[1:])
@@ -269,7 +272,7 @@ def test_dp_declared_knowledge_costs_nothing_and_ignores_any_one_row(frame: pd.D
 def test_dp_histogram_drops_a_category_seen_once(frame: pd.DataFrame) -> None:
     public = declared(frame)
     transformer = TabularTransformer(seed=5).fit(frame, bounds=public["bounds"], categories={"country": ["FR"]},
-                                                 dp=(1.0, 1e-6))
+                                                 dp=(1.0, 1e-6), dp_histograms=False)
     assert [entry["column"] for entry in transformer.privacy_ledger] == ["colour"]
     values = transformer.category_values("colour")
     assert "red" in values and "violet" not in values  # threshold 1 + 2 ln(1e6) = 28.6 counts
@@ -281,3 +284,25 @@ def test_dp_histogram_drops_a_category_seen_once(frame: pd.DataFrame) -> None:
 def test_dp_needs_datetime_bounds(frame: pd.DataFrame) -> None:
     with pytest.raises(ConfigError, match="'when'"):
         TabularTransformer().fit(frame, dp=(1.0, 1e-6))
+
+
+def test_dp_histogram_makes_a_skewed_column_about_uniform() -> None:
+    rng = np.random.default_rng(0)
+    skewed = pd.DataFrame({"income": rng.lognormal(3, 1, 5000).clip(1, 400)})  # most mass near the low bound
+    bounds = {"income": (0.0, 400.0)}
+    plain = TabularTransformer().fit(skewed, bounds=bounds, dp=(1.0, 1e-6), dp_histograms=False)
+    shaped = TabularTransformer().fit(skewed, bounds=bounds, dp=(1.0, 1e-6))
+    assert plain.privacy_ledger == [] and shaped.epsilon_spent == pytest.approx(1.0)
+    assert shaped.columns[0].scaling == "quantile" and plain.columns[0].scaling == "minmax"
+    value = lambda t: t.transform(skewed)[:, spans_of(t, "income")["value"].start]  # noqa: E731
+    # min-max: the scalar is bunched up near -1; through the DP CDF it is close to uniform on [-1, 1]
+    assert np.quantile(value(plain), 0.9) < -0.6
+    q = np.quantile(value(shaped), [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(q, [-0.8, 0.0, 0.8], atol=0.1)
+    back = shaped.inverse_transform(shaped.transform(skewed))["income"]
+    assert np.abs(back - skewed["income"]).max() < 0.01  # the CDF map is invertible (float32 rows)
+    # decoding a uniform scalar gives the column's distribution back, up to the histogram's resolution
+    rows = shaped.transform(skewed)
+    rows[:, spans_of(shaped, "income")["value"].start] = rng.uniform(-1, 1, len(rows))
+    decoded = shaped.inverse_transform(rows)["income"]
+    assert abs(decoded.median() - skewed["income"].median()) < 400 / 16

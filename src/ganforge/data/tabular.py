@@ -57,6 +57,7 @@ DISCRETE_KINDS = ("categorical", "boolean")  # one-hot; usable as conditions
 
 FORMAT = "ganforge.tabular_transformer"
 FORMAT_VERSION = 1
+DP_HISTOGRAM_BINS = 16  # DP mode: a numeric column's shape is a Laplace histogram of this many equal bins
 
 MAX_DISCRETE_INTEGERS = 20  # as ganforge.metrics.tabular: at most this many distinct integers is a category
 GMM_MAX_ROWS = 2_000  # the mixture sees at most this many evenly spaced quantiles of a column (speed)
@@ -96,9 +97,11 @@ class ColumnInfo:
 
     Numeric kinds: Gaussian modes (``means``/``stds``/``weights``, in the column's units; datetimes in
     int64 nanoseconds), then ``point_masses``, form the mode span in that order; ``scaling`` is "gmm"
-    or, in DP mode, "minmax" (one linear mode over ``[minimum, maximum]`` whose two ends are point
-    masses). Values decoded from a Gaussian mode are clipped to ``mode_range``, so only a point mass's
-    own slot produces its value: clipping must not add zeros to a zero-inflated column. Discrete kinds:
+    or, in DP mode, "quantile" (one mode over ``[minimum, maximum]`` whose two ends are point masses; a
+    value's scalar is 2 F(x) - 1 for the piecewise-linear CDF ``knots``/``cdf`` of a DP histogram) or, for
+    datetimes and without histograms, "minmax" (the same mode, linear). Values decoded from a Gaussian mode
+    are clipped to ``mode_range``, so only a point mass's own slot produces its value: clipping must not add
+    zeros to a zero-inflated column. Discrete kinds:
     ``categories`` in span order. ``fill_slot`` is the mode slot or category written for missing rows
     (the commonest), so a missing row still looks like a generator's output.
     ``missing_rate`` is None in DP mode, where it would leak.
@@ -117,6 +120,8 @@ class ColumnInfo:
     minimum: float | int | None = None
     maximum: float | int | None = None
     mode_range: list | None = None  # [low, high] of the values the Gaussian modes stand for (inside min/max)
+    knots: list[float] = field(default_factory=list)  # "quantile" scaling: bin edges ...
+    cdf: list[float] = field(default_factory=list)  # ... and the (DP) cumulative share at each
     decimals: int | None = None  # continuous output rounded to this many decimals (the data's own precision)
     step: int | None = None  # datetime output rounded to a multiple of this many nanoseconds
     fill_slot: int = 0
@@ -168,6 +173,7 @@ class TabularTransformer:
         self.notes: list[str] = []
         self.privacy_ledger: list[dict] = []
         self.dp: tuple[float, float] | None = None
+        self._dp_histograms = True
         self._layout: dict[Any, dict[str, Span]] = {}
 
     # ------------------------------------------------------------------------------------------------------
@@ -185,7 +191,7 @@ class TabularTransformer:
 
     def fit(self, df: pd.DataFrame, *, bounds: dict[str, tuple[Any, Any]] | None = None,
             categories: dict[str, list] | None = None,
-            dp: tuple[float, float] | None = None) -> TabularTransformer:
+            dp: tuple[float, float] | None = None, dp_histograms: bool = True) -> TabularTransformer:
         """Learn how to encode ``df``; returns self.
 
         ``bounds`` ``{column: (low, high)}`` and ``categories`` ``{column: [values...]}`` are public
@@ -199,15 +205,19 @@ class TabularTransformer:
         1. Column kinds come from dtypes, names and the declarations above, never from the values: bool
            dtype is boolean, datetime dtype datetime, integers integer, floats continuous, text
            categorical, a column named like an id identifier. No constant detection.
-        2. The budget is split evenly over the columns that need it: numeric columns without ``bounds``
-           (the 1st and 99th percentiles, each with half the column's epsilon, by the exponential
-           mechanism over a public grid) and categorical columns without ``categories`` (a Laplace
-           histogram with scale 1/epsilon_col, keeping categories whose noisy count exceeds
+        2. The budget is split evenly over the columns that need it: every continuous and integer column
+           (its shape, a Laplace histogram of DP_HISTOGRAM_BINS equal bins between its bounds; without
+           ``bounds``, half of the column's epsilon first buys the 1st and 99th percentiles by the
+           exponential mechanism over a public grid) and categorical columns without ``categories`` (a
+           Laplace histogram with scale 1/epsilon_col, keeping categories whose noisy count exceeds
            1 + 2 ln(1/delta_col)/epsilon_col; delta is split over these columns only). Datetime columns
-           need ``bounds``. Each spend is an entry of ``privacy_ledger``.
-        3. Numeric columns are min-max scaled into one linear mode (no mixture, which would look at the
-           data); the two bounds are point masses, so values at a bound (exact zeros of a non-negative
-           column with bounds (0, ...), clipped tails) come back exactly.
+           need ``bounds``. Each spend is an entry of ``privacy_ledger``. With ``dp_histograms=False`` numeric
+           columns get no histogram (min-max scaling), so a fully declared table costs nothing.
+        3. Numeric columns get one mode (no mixture, which would look at the data) whose scalar is the
+           value mapped through the DP histogram's piecewise-linear CDF (about uniform, whatever the
+           column's skew; datetimes: min-max scaled); the two bounds are point masses, so values at a
+           bound (exact zeros of a non-negative column with bounds (0, ...), clipped tails) come back
+           exactly.
         4. Every encoded column gets a missing span. Values outside the known categories are encoded as
            missing rather than raising, since an error would reveal them. On decoding, a column whose
            dtype cannot hold missing values (int64, bool) ignores its missing span.
@@ -216,6 +226,7 @@ class TabularTransformer:
         bounds, categories = dict(bounds or {}), dict(categories or {})
         self._check_arguments(df, bounds, categories, dp)
         self.dp = None if dp is None else (float(dp[0]), float(dp[1]))
+        self._dp_histograms = dp_histograms
         self.columns, self.notes, self.privacy_ledger = [], [], []
         try:
             self._fit_columns(df, bounds, categories)
@@ -531,8 +542,8 @@ class TabularTransformer:
             if kind == "datetime" and name not in bounds:
                 raise ConfigError(f"column {name!r} is a datetime: in DP mode give its range, "
                                   f"bounds={{{name!r}: ('2000-01-01', '2030-12-31')}}")
-            if kind in ("continuous", "integer") and name not in bounds:
-                needs.append((name, "bounds"))
+            if kind in ("continuous", "integer") and (name not in bounds or self._dp_histograms):
+                needs.append((name, "bounds" if name not in bounds else "histogram"))  # the range, the shape
             elif name not in categories and (kind == "categorical" or (
                     kind == "boolean" and not ptypes.is_bool_dtype(df[name].dtype))):
                 needs.append((name, "categories"))
@@ -568,8 +579,8 @@ class TabularTransformer:
         if declared is not None:
             low, high = (_to_ns(b, series, info.name) for b in declared) if info.kind == "datetime" else (
                 float(declared[0]), float(declared[1]))
-        elif budget is not None:
-            low, high = self._dp_bounds(info, values[present], budget[0], rng)
+        elif budget is not None:  # half for the range, half for the histogram below
+            low, high = self._dp_bounds(info, values[present], budget[0] / (2 if self._dp_histograms else 1), rng)
         else:
             if info.kind == "datetime":
                 low, high = int(exact[present].min()), int(exact[present].max())
@@ -582,6 +593,9 @@ class TabularTransformer:
         info.minimum, info.maximum = low, high
         if self.dp is not None:
             info.scaling = "minmax"
+            if budget is not None and self._dp_histograms and info.kind != "datetime" and high > low:
+                share = 0.5 if declared is None else 1.0
+                self._dp_histogram(info, values[present], budget[0] * share, rng)
             if info.kind == "datetime":  # round to the dtype's unit (public), seconds for text
                 unit = getattr(dtype, "unit", "s") if not info.as_text else "s"
                 info.step = {"s": 10**9, "ms": 10**6, "us": 10**3}.get(unit)
@@ -631,6 +645,21 @@ class TabularTransformer:
         self.notes.append(f"column {info.name!r}: range [{low:g}, {high:g}] estimated with differential privacy; "
                           f"declare bounds={{{info.name!r}: (low, high)}} to spend nothing on it and clip less")
         return low, high
+
+    def _dp_histogram(self, info: ColumnInfo, values: np.ndarray, epsilon: float, rng: np.random.Generator) -> None:
+        """The column's shape between its bounds as a Laplace histogram (scale 1/epsilon) of the values strictly
+        inside them (the bounds are point masses of their own): a piecewise-linear CDF that the encoding maps
+        values through ("quantile" scaling), so the generator's scalar is about uniform, not bunched up in a
+        corner of [-1, 1] as a skewed column's min-max value is. A row is in at most one bin: sensitivity 1."""
+        low, high = float(info.minimum), float(info.maximum)
+        knots = np.linspace(low, high, DP_HISTOGRAM_BINS + 1)
+        inside = values[(values > low) & (values < high)]
+        counts = np.histogram(inside, bins=knots)[0].astype(float)
+        noisy = np.maximum(counts + rng.laplace(scale=1.0 / epsilon, size=len(counts)), 0.0) + 0.5  # no empty bin
+        cdf = np.concatenate([[0.0], np.cumsum(noisy) / noisy.sum()])
+        info.scaling, info.knots, info.cdf = "quantile", [float(k) for k in knots], [float(c) for c in cdf]
+        self.privacy_ledger.append({"column": info.name, "what": f"shape ({DP_HISTOGRAM_BINS}-bin histogram)",
+                                    "epsilon": epsilon, "delta": 0.0, "mechanism": "Laplace histogram"})
 
     def _fit_discrete(self, info: ColumnInfo, series: pd.Series, index: int, declared: list | None,
                       budget: tuple | None) -> None:
@@ -760,7 +789,10 @@ class TabularTransformer:
         alpha = np.zeros(len(rows))
         rest = slots < 0
         if rest.any():
-            if n_modes:
+            if info.scaling == "quantile":  # through the DP histogram's CDF
+                slots[rest] = 0
+                alpha[rest] = np.clip(2 * np.interp(x[rest], info.knots, info.cdf) - 1, -1, 1)
+            elif n_modes:
                 limit = 1.0 if info.scaling == "minmax" else ALPHA_LIMIT
                 slots[rest], alpha[rest] = _sample_modes(x[rest], info, limit, rng)
             else:  # a value between point masses (unseen at fit): the nearest one
@@ -781,7 +813,9 @@ class TabularTransformer:
         n_modes = len(info.means)
         values = np.zeros(n)
         gaussian = slots < n_modes
-        if n_modes:
+        if info.scaling == "quantile":
+            values[gaussian] = np.interp((alpha[gaussian] + 1) / 2, info.cdf, info.knots)
+        elif n_modes:
             means, stds = np.asarray(info.means), np.asarray(info.stds)
             values[gaussian] = means[slots[gaussian]] + 4 * stds[slots[gaussian]] * alpha[gaussian]
         masses = ~gaussian
