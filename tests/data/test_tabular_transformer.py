@@ -306,3 +306,19 @@ def test_dp_histogram_makes_a_skewed_column_about_uniform() -> None:
     rows[:, spans_of(shaped, "income")["value"].start] = rng.uniform(-1, 1, len(rows))
     decoded = shaped.inverse_transform(rows)["income"]
     assert abs(decoded.median() - skewed["income"].median()) < 400 / 16
+
+
+def test_dp_range_covers_the_bulk_and_ignores_an_outlier() -> None:
+    rng = np.random.default_rng(1)
+    amount = pd.DataFrame({"amount": rng.normal(1000, 300, 3000).clip(100, 5000).round()})  # bulk 500..2000
+    outlier = amount.copy()
+    outlier.loc[0, "amount"] = -1e9
+    fitted = [TabularTransformer(seed=seed).fit(frame, dp=(0.5, 1e-6)) for seed in range(5) for frame in
+              (amount, outlier)]
+    ranges = [(t.columns[0].minimum, t.columns[0].maximum) for t in fitted]
+    for low, high in ranges:  # the log-spaced bins around the bulk, never a far-off empty bin
+        assert 200 <= low <= 500 and 1000 <= high <= 5000, (low, high)
+    assert ranges[0::2] == ranges[1::2]  # the same noise: one far-off row does not move the range
+    ledger = fitted[0].privacy_ledger
+    assert [e["what"] for e in ledger] == ["range (bins of the bulk)", "shape (16-bin histogram)"]
+    assert sum(e["epsilon"] for e in ledger) == pytest.approx(0.5)

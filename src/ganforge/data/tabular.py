@@ -207,9 +207,9 @@ class TabularTransformer:
            categorical, a column named like an id identifier. No constant detection.
         2. The budget is split evenly over the columns that need it: every continuous and integer column
            (its shape, a Laplace histogram of DP_HISTOGRAM_BINS equal bins between its bounds; without
-           ``bounds``, half of the column's epsilon first buys the 1st and 99th percentiles by the
-           exponential mechanism over a public grid) and categorical columns without ``categories`` (a
-           Laplace histogram with scale 1/epsilon_col, keeping categories whose noisy count exceeds
+           ``bounds``, half of the column's epsilon first buys its range: the outer edges of the public
+           log-spaced bins whose Laplace-noised count clears a threshold) and categorical columns without
+           ``categories`` (a Laplace histogram with scale 1/epsilon_col, keeping categories whose noisy count exceeds
            1 + 2 ln(1/delta_col)/epsilon_col; delta is split over these columns only). Datetime columns
            need ``bounds``. Each spend is an entry of ``privacy_ledger``. With ``dp_histograms=False`` numeric
            columns get no histogram (min-max scaling), so a fully declared table costs nothing.
@@ -634,14 +634,29 @@ class TabularTransformer:
 
     def _dp_bounds(self, info: ColumnInfo, values: np.ndarray, epsilon: float,
                    rng: np.random.Generator) -> tuple[float, float]:
-        """1st and 99th percentiles by the exponential mechanism over a public grid, each with half of ``epsilon``."""
-        grid = _candidate_grid(integer=info.kind == "integer")
-        low = _dp_quantile(values, 0.01, epsilon / 2, grid, rng)
-        high = _dp_quantile(values, 0.99, epsilon / 2, grid, rng)
-        low, high = min(low, high), max(low, high)
-        for what, share in (("lower bound (1st percentile)", 0.5), ("upper bound (99th percentile)", 0.5)):
-            self.privacy_ledger.append({"column": info.name, "what": what, "epsilon": epsilon * share, "delta": 0.0,
-                                        "mechanism": "exponential mechanism over a public grid of candidates"})
+        """The range of the column's bulk: a Laplace histogram (scale 1/``epsilon``) over the public bins between
+        consecutive points of 0, +-{1, 2, 5} x 10^k; the bounds are the outer edges of the bins whose noisy count
+        clears ``ln(bins / 0.001) / epsilon`` (an empty bin does so with probability under 0.1% over all bins), or
+        of the fullest noisy bin when none does. A row is in one bin: sensitivity 1, one epsilon for both ends.
+
+        (The exponential mechanism for the 1st/99th percentiles, used before, cannot tell a candidate just below
+        the data from one at -10^12: both are q*n ranks away, a difference that epsilon 0.01 cannot resolve.
+        It gave credit_data's Amount, 100..5000, the range -487..-166.) Coarse by design: the bulk's bins
+        are kept, a thin tail is clipped; declare bounds to keep it."""
+        edges = _candidate_grid(integer=False)  # sorted; the outer bins are open-ended
+        bins = np.searchsorted(edges, values, side="right")  # 0 .. len(edges)
+        counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
+        noisy = counts + rng.laplace(scale=1.0 / epsilon, size=len(counts))
+        threshold = math.log(len(counts) / 0.001) / epsilon
+        kept = np.flatnonzero(noisy > threshold)
+        if kept.size == 0:
+            kept = np.array([int(np.argmax(noisy))])
+        lowest, highest = int(kept.min()), int(kept.max())
+        low = float(edges[max(lowest - 1, 0)])  # bin b holds [edges[b - 1], edges[b])
+        high = float(edges[min(highest, len(edges) - 1)])
+        self.privacy_ledger.append({"column": info.name, "what": "range (bins of the bulk)", "epsilon": epsilon,
+                                    "delta": 0.0, "mechanism": "Laplace histogram over public log-spaced bins, "
+                                    "thresholded"})
         self.notes.append(f"column {info.name!r}: range [{low:g}, {high:g}] estimated with differential privacy; "
                           f"declare bounds={{{info.name!r}: (low, high)}} to spend nothing on it and clip less")
         return low, high
@@ -1061,27 +1076,12 @@ def _sample_modes(x: np.ndarray, info: ColumnInfo, limit: float,
 
 
 def _candidate_grid(integer: bool) -> np.ndarray:
-    """Public candidates for DP bounds: 0 and +-{1, 2, 5} x 10^k (k = -6..12); integer columns add -1000..1000."""
+    """Public bin edges for DP ranges: 0 and +-{1, 2, 5} x 10^k (k = -6..12), sorted."""
     magnitudes = [m * 10.0**k for k in range(-6, 13) for m in (1, 2, 5)]
     grid = np.array([0.0] + magnitudes + [-m for m in magnitudes])
     if integer:
-        grid = np.concatenate([grid[grid == np.round(grid)], np.arange(-1000, 1001, dtype=float)])
+        grid = grid[grid == np.round(grid)]
     return np.unique(grid)
-
-
-def _dp_quantile(values: np.ndarray, q: float, epsilon: float, grid: np.ndarray, rng: np.random.Generator) -> float:
-    """The exponential mechanism for the ``q`` quantile over ``grid`` (epsilon-DP, add/remove one row).
-
-    A candidate's score is minus the distance from ``q * n`` to the rank interval
-    ``[#{x < c}, #{x <= c}]``: a candidate sitting on a point mass that contains the quantile scores 0.
-    Adding or removing a row moves the score by at most 1.
-    """
-    ordered = np.sort(values)
-    below = np.searchsorted(ordered, grid, side="left")
-    upto = np.searchsorted(ordered, grid, side="right")
-    target = q * len(ordered)
-    distance = np.maximum(0.0, np.maximum(below - target, target - upto))
-    return float(grid[np.argmax(-epsilon * distance / 2 + rng.gumbel(size=len(grid)))])
 
 
 # ----------------------------------------------------------------------------------------------------------
