@@ -153,7 +153,8 @@ def measure(train, holdout, synthetic, target: str, discrete: list[str], seed: i
         "fidelity": d["fidelity"]["score"], "shapes": d["fidelity"]["column_shapes"],
         "pairs": d["fidelity"]["column_pair_trends"], "tstr_auc": auc.get("tstr"), "trtr_auc": auc.get("trtr"),
         "rare_rate_real": float((train[target] == minority).mean()),
-        "rare_rate_synth": float((synthetic[target] == minority).mean()),
+        # a DP model may leave cells missing (nullable dtype): a missing target is not the minority
+        "rare_rate_synth": float(synthetic[target].eq(minority).fillna(False).astype(bool).mean()),
         "max_category_gap_pp": max([g for g in gaps if g is not None], default=None),
         "out_of_range": out_of_range(train, synthetic),
         "dcr_ratio": d["privacy"]["dcr_ratio"], "exact_copies": d["privacy"]["exact_copy_share"],
