@@ -168,7 +168,10 @@ class TabularGAN:
         self.notes = list(transformer.notes)
         discrete_target = target is not None and any(s.column == target for s in transformer.condition_spans())
         self.target = target if discrete_target and self.dp is None else None
-        if target is not None and not discrete_target:
+        if target is not None and self.dp is not None:
+            self.notes.append(f"target {target!r}: a differentially private model is unconditional (category "
+                              "frequencies would leak), so sampling is not conditioned on it")
+        elif target is not None and not discrete_target:
             self.notes.append(f"target {target!r} is not discrete: sampling is not conditioned on it")
         for note in self.notes:
             print(f"tabular: {note}", file=sys.stderr)
