@@ -219,9 +219,9 @@ class TabularGAN:
         device = resolve_device(self.device)
         transformer = self.transformer
         cond_spans = [] if dp is not None else transformer.condition_spans()
-        target_index = next((i for i, s in enumerate(cond_spans) if s.column == self.target), None)
+        self._cond_spans = cond_spans
         stream = TabularStream(rows, cond_spans, batch, self.seed, device, poisson=dp is not None,
-                               target=target_index, target_share=self.target_share)
+                               target=self._target_index(), target_share=self.target_share)
         self.condition_frequencies = [list(map(float, np.bincount(c, minlength=s.end - s.start) / n))
                                       for c, s in zip(stream.categories, cond_spans, strict=True)]
         net_config = Config(z_dim=self.z_dim, generator_dims=list(self.generator_dims),
@@ -280,7 +280,6 @@ class TabularGAN:
                   f"encoded), {steps} steps of {batch}" + (f", DP epsilon {dp.epsilon}" if dp else ""), file=sys.stderr)
         trainer.fit()
         self.generator = generator.eval()
-        self._cond_spans = cond_spans
         if dp is not None:
             ledger = list(transformer.privacy_ledger) + [
                 {"column": "*", "what": "critic training (DP-SGD)", "epsilon": privacy.epsilon(), "delta": delta / 2,
@@ -322,6 +321,7 @@ class TabularGAN:
         spans = self.transformer.spans
         cond_spans = self._cond_spans
         offsets = np.cumsum([0] + [s.end - s.start for s in cond_spans])
+        target = self._target_index()
         frames, have = [], 0
         for _ in range(max_tries):
             m = max(n - have, 64) if wanted else n
@@ -335,7 +335,6 @@ class TabularGAN:
                     categories[:] = [forced[p][1] for p in pick]
                 else:
                     columns = rng.integers(len(cond_spans), size=m)
-                    target = self._target_index()
                     if target is not None:
                         columns[:] = target
                     for c, freq in enumerate(self.condition_frequencies):
@@ -349,7 +348,7 @@ class TabularGAN:
                 cond = Conditions(None, None, None)
             z = torch.randn(m, g.z_dim, generator=noise).to(device)
             rows = activate(g(z, cond.vector), spans, hard=True, generator=noise)
-            if cond_spans and not wanted and self._target_index() is not None:
+            if cond_spans and not wanted and target is not None:
                 rows = self._honour_target(rows, cond.vector, categories, noise, max_tries)
             frame = self.transformer.inverse_transform(rows.cpu().numpy(), seed=int(rng.integers(2**31)))
             for column, value in wanted.items():

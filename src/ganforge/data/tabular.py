@@ -643,7 +643,7 @@ class TabularTransformer:
         the data from one at -10^12: both are q*n ranks away, a difference that epsilon 0.01 cannot resolve.
         It gave credit_data's Amount, 100..5000, the range -487..-166.) Coarse by design: the bulk's bins
         are kept, a thin tail is clipped; declare bounds to keep it."""
-        edges = _candidate_grid(integer=False)  # sorted; the outer bins are open-ended
+        edges = _range_bin_edges()  # sorted; the outer bins are open-ended
         bins = np.searchsorted(edges, values, side="right")  # 0 .. len(edges)
         counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
         noisy = counts + rng.laplace(scale=1.0 / epsilon, size=len(counts))
@@ -1075,13 +1075,10 @@ def _sample_modes(x: np.ndarray, info: ColumnInfo, limit: float,
     return slots, np.clip(alpha[np.arange(len(x)), slots], -limit, limit)
 
 
-def _candidate_grid(integer: bool) -> np.ndarray:
+def _range_bin_edges() -> np.ndarray:
     """Public bin edges for DP ranges: 0 and +-{1, 2, 5} x 10^k (k = -6..12), sorted."""
     magnitudes = [m * 10.0**k for k in range(-6, 13) for m in (1, 2, 5)]
-    grid = np.array([0.0] + magnitudes + [-m for m in magnitudes])
-    if integer:
-        grid = grid[grid == np.round(grid)]
-    return np.unique(grid)
+    return np.unique(np.array([0.0] + magnitudes + [-m for m in magnitudes]))
 
 
 # ----------------------------------------------------------------------------------------------------------
