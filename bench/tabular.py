@@ -4,6 +4,9 @@ independent per-column sampling, on three real tables, judged by ganforge's audi
     python bench/tabular.py --data-dir DIR [--tables credit_data,default,colon] [--seeds 0,1,2]
                             [--systems ganforge,ctgan,tvae,copula,independent,ganforge_dp1,ganforge_dp5]
 
+Ablations of ganforge's defaults are systems too: ganforge_gmm, ganforge_quantile (numeric encoding),
+ganforge_no_moments (moment_weight 0), ganforge_ctgan_steps (no minimum step count: CTGAN's 300 epochs).
+
 DIR (or $GANFORGE_TABLES) holds credit_data.csv, default.csv and colon.csv. Each table is split 80/20,
 stratified on its target, with the seed; every system is fitted on the 80% in its own process with one
 thread (fit wall and CPU seconds are comparable), samples as many rows as the training split, and is
@@ -27,6 +30,10 @@ import numpy as np
 
 TABLES = {"credit_data": "Status", "default": "default", "colon": "status"}
 ALL_SYSTEMS = ["ganforge", "ctgan", "tvae", "copula", "independent", "ganforge_dp1", "ganforge_dp5"]
+# ganforge with one setting changed from its defaults (ablations; name them in --systems)
+VARIANTS = {"ganforge": {}, "ganforge_gmm": {"numeric_encoding": "gmm"},
+            "ganforge_quantile": {"numeric_encoding": "quantile"}, "ganforge_no_moments": {"moment_weight": 0.0},
+            "ganforge_ctgan_steps": {"min_steps": 0}}
 
 
 # --- baselines -------------------------------------------------------------------------------------------
@@ -70,11 +77,11 @@ def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: 
     start, cpu0 = time.time(), time.process_time()
     n = len(train)
     try:
-        if system in ("ganforge", "ganforge_dp1", "ganforge_dp5"):
+        if system in VARIANTS or system in ("ganforge_dp1", "ganforge_dp5"):
             from ganforge.apps.tabular import DPConfig, TabularGAN
 
-            dp = None if system == "ganforge" else DPConfig(epsilon=float(system[len("ganforge_dp"):]))
-            model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1)
+            dp = None if system in VARIANTS else DPConfig(epsilon=float(system[len("ganforge_dp"):]))
+            model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1, **VARIANTS.get(system, {}))
             model.fit(train, discrete_columns=discrete, target=target)  # as `ganforge tabular fit --target`
             fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0
             synthetic = model.sample(n, seed=seed)

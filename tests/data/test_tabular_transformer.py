@@ -322,3 +322,46 @@ def test_dp_range_covers_the_bulk_and_ignores_an_outlier() -> None:
     ledger = fitted[0].privacy_ledger
     assert [e["what"] for e in ledger] == ["range (bins of the bulk)", "shape (16-bin histogram)"]
     assert sum(e["epsilon"] for e in ledger) == pytest.approx(0.5)
+
+
+def test_quantile_encoding_is_uniform_invertible_and_keeps_ties(frame: pd.DataFrame) -> None:
+    from scipy import stats
+
+    quantile = TabularTransformer(numeric_encoding="quantile", seed=0).fit(frame)
+    assert {c.name: c.scaling for c in quantile.columns if c.kind in ("continuous", "integer")} == {
+        "bimodal": "quantile", "assets": "quantile", "age": "quantile", "income": "quantile"}
+    assert "value" in spans_of(quantile, "bimodal") and "mode" not in spans_of(quantile, "bimodal")  # one scalar
+    rows = quantile.transform(frame)
+    for column in ("bimodal", "age"):  # age: 73 integers, each shared by ~14 rows, spread over its levels
+        scalar = rows[:, spans_of(quantile, column)["value"].start]
+        assert stats.kstest(scalar, stats.uniform(loc=-1, scale=2).cdf).pvalue > 0.01
+    back = quantile.inverse_transform(rows)
+    pd.testing.assert_series_equal(back["age"], frame["age"])  # a tied integer decodes to itself
+    scale = frame["bimodal"].max() - frame["bimodal"].min()
+    np.testing.assert_allclose(back["bimodal"], frame["bimodal"], rtol=0, atol=1e-4 * scale)
+    assert (back["assets"][frame["assets"] == 0] == 0).all()  # the point mass keeps its own slot
+    pd.testing.assert_series_equal(back["income"].isna(), frame["income"].isna())
+    # a uniform scalar decodes to the column's distribution, bimodal gap included
+    rng = np.random.default_rng(5)
+    rows[:, spans_of(quantile, "bimodal")["value"].start] = rng.uniform(-1, 1, len(rows))
+    decoded = quantile.inverse_transform(rows)["bimodal"]
+    assert stats.ks_2samp(decoded, frame["bimodal"]).pvalue > 0.01
+    restored = TabularTransformer.from_dict(json.loads(json.dumps(quantile.to_dict())))
+    assert restored.numeric_encoding == "quantile"
+    np.testing.assert_array_equal(restored.transform(frame), quantile.transform(frame))
+    # bins: the level split into equal-share bins, a one-hot for the bin and the scalar inside it
+    binned = TabularTransformer(numeric_encoding="quantile", quantile_bins=4, seed=0).fit(frame)
+    rows = binned.transform(frame)
+    mode = spans_of(binned, "bimodal")["mode"]
+    assert mode.end - mode.start == 4
+    np.testing.assert_allclose(rows[:, mode.start : mode.end].mean(0), 0.25, atol=0.03)
+    assert (np.argmax(rows[:, mode.start : mode.end], 1) == np.digitize(frame["bimodal"],
+                                                                          np.quantile(frame["bimodal"], [.25, .5, .75]))
+            ).mean() > 0.99  # bin b holds the b-th quarter of the values
+    back = binned.inverse_transform(rows)
+    pd.testing.assert_series_equal(back["age"], frame["age"])
+    np.testing.assert_allclose(back["bimodal"], frame["bimodal"], rtol=0, atol=1e-4 * scale)
+    with pytest.raises(ConfigError, match="quantile_bins"):
+        TabularTransformer(quantile_bins=0)
+    with pytest.raises(ConfigError, match="numeric_encoding must be one of gmm, quantile"):
+        TabularTransformer(numeric_encoding="rank")

@@ -28,6 +28,10 @@ def add_tabular_parser(sub: Any) -> None:
     t.add_argument("--epochs", type=float, help="passes over the table (default 300)")
     t.add_argument("--steps", type=int, help="training steps, instead of --epochs")
     t.add_argument("--batch-size", type=int, help="rows per batch (default 500)")
+    t.add_argument("--numeric-encoding", choices=("quantile", "gmm"),
+                   help="numeric columns as one scalar through their CDF (default) or CTGAN's Gaussian modes")
+    t.add_argument("--moment-weight", type=float,
+                   help="weight of the batch mean/covariance matching term (default 1; 0 with --epsilon)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epsilon", type=float, help="differential privacy: the whole fit is (epsilon, delta)-DP")
     t.add_argument("--delta", type=float, help="DP delta (default 1 / rows^1.1)")
@@ -105,7 +109,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         discrete = sorted(set(discrete or []) | {args.target})
     settings: dict[str, Any] = {"seed": args.seed, "dp": dp, "threads": args.threads, "device": args.device,
                                 "progress": not args.no_progress}
-    for key in ("epochs", "steps", "batch_size"):
+    for key in ("epochs", "steps", "batch_size", "numeric_encoding", "moment_weight"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     model = TabularGAN(**settings)

@@ -57,6 +57,8 @@ DISCRETE_KINDS = ("categorical", "boolean")  # one-hot; usable as conditions
 
 FORMAT = "ganforge.tabular_transformer"
 FORMAT_VERSION = 1
+NUMERIC_ENCODINGS = ("gmm", "quantile")
+QUANTILE_KNOTS = 100  # "quantile" encoding: the empirical CDF at this many + 1 evenly spaced quantiles
 DP_HISTOGRAM_BINS = 16  # DP mode: a numeric column's shape is a Laplace histogram of this many equal bins
 
 MAX_DISCRETE_INTEGERS = 20  # as ganforge.metrics.tabular: at most this many distinct integers is a category
@@ -97,8 +99,10 @@ class ColumnInfo:
 
     Numeric kinds: Gaussian modes (``means``/``stds``/``weights``, in the column's units; datetimes in
     int64 nanoseconds), then ``point_masses``, form the mode span in that order; ``scaling`` is "gmm"
-    or, in DP mode, "quantile" (one mode over ``[minimum, maximum]`` whose two ends are point masses; a
-    value's scalar is 2 F(x) - 1 for the piecewise-linear CDF ``knots``/``cdf`` of a DP histogram) or, for
+    or "quantile" (the level F(x) for the piecewise-linear CDF ``knots``/``cdf``, empirical, or in DP mode a DP
+    histogram's over ``[minimum, maximum]``, whose two ends are then point masses; with K ``means``, the
+    levels are K equal-share bins, the mode is the bin and the scalar the position inside it, 2 (K F - b) - 1)
+    or, in DP mode for
     datetimes and without histograms, "minmax" (the same mode, linear). Values decoded from a Gaussian mode
     are clipped to ``mode_range``, so only a point mass's own slot produces its value: clipping must not add
     zeros to a zero-inflated column. Discrete kinds:
@@ -126,6 +130,7 @@ class ColumnInfo:
     step: int | None = None  # datetime output rounded to a multiple of this many nanoseconds
     fill_slot: int = 0
     categories: list = field(default_factory=list)
+    noisy_counts: list[float] | None = None  # DP mode: the released Laplace counts of ``categories``
     dtype_categories: list | None = None  # a pandas category dtype's categories and order
     ordered: bool = False
     as_text: bool = False  # numbers or dates stored as strings in the frame
@@ -147,12 +152,20 @@ class TabularTransformer:
       below which a component is dropped (CTGAN's 10 and 0.005).
     - ``point_mass_threshold``: a single value holding at least this share of a numeric column's
       present values gets its own exact mode slot.
+    - ``numeric_encoding``: "gmm" (CTGAN's mode-specific normalisation: a scalar within one of up to
+      ``max_modes`` Gaussian modes, plus a one-hot over the modes) or "quantile" (one scalar, 2 F(x) - 1 for
+      the column's empirical CDF F at ``QUANTILE_KNOTS`` quantiles: no mode for the generator to pick, so
+      two related columns are related through one smooth function of two scalars). Point masses and
+      missing values are encoded the same way in both. In DP mode the CDF is always a DP histogram.
+      ``quantile_bins`` > 1 splits the CDF's levels into that many equal-share bins: a one-hot says which
+      bin (a sharp, discrete handle, e.g. for "nodes > 4" or "students earn less") and the scalar where
+      inside it.
     - ``seed``: the mixture's ``random_state`` and the mode sampling of ``transform``.
     """
 
     def __init__(self, *, column_types: dict[str, str] | None = None, discrete_columns: Sequence[str] | None = None,
                  max_modes: int = 10, weight_threshold: float = 0.005, point_mass_threshold: float = 0.05,
-                 seed: int = 0) -> None:
+                 numeric_encoding: str = "gmm", quantile_bins: int = 1, seed: int = 0) -> None:
         self.column_types = dict(column_types or {})
         self.discrete_columns = [discrete_columns] if isinstance(discrete_columns, str) else list(
             discrete_columns or [])
@@ -160,6 +173,13 @@ class TabularTransformer:
         self.weight_threshold = float(weight_threshold)
         self.point_mass_threshold = float(point_mass_threshold)
         self.seed = int(seed)
+        self.numeric_encoding = str(numeric_encoding)
+        self.quantile_bins = int(quantile_bins)
+        if self.quantile_bins < 1:
+            raise ConfigError(f"quantile_bins must be at least 1, got {quantile_bins}")
+        if self.numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ConfigError(f"numeric_encoding must be one of {', '.join(NUMERIC_ENCODINGS)}, got "
+                              f"{numeric_encoding!r}")
         bad = {c: k for c, k in self.column_types.items() if k not in KINDS}
         if bad:
             raise ConfigError(f"column_types {bad}: kinds must be one of {', '.join(KINDS)}")
@@ -355,7 +375,9 @@ class TabularTransformer:
             "settings": {"column_types": [[c, k] for c, k in self.column_types.items()],
                          "discrete_columns": list(self.discrete_columns), "max_modes": self.max_modes,
                          "weight_threshold": self.weight_threshold,
-                         "point_mass_threshold": self.point_mass_threshold, "seed": self.seed},
+                         "point_mass_threshold": self.point_mass_threshold,
+                         "numeric_encoding": self.numeric_encoding, "quantile_bins": self.quantile_bins,
+                         "seed": self.seed},
             "dp": None if self.dp is None else list(self.dp),
             "columns": [asdict(info) for info in self.columns],
             "notes": list(self.notes),
@@ -606,7 +628,7 @@ class TabularTransformer:
             else:
                 info.point_masses = [low]
             return
-        info.scaling = "gmm"
+        info.scaling = self.numeric_encoding
         if info.kind == "continuous":
             info.decimals = _decimals(values[present])
         elif info.kind == "datetime":
@@ -624,8 +646,14 @@ class TabularTransformer:
         info.point_masses = [int(m) if integral else float(m) for m in masses]
         shares = [float(np.mean(kept_exact == m)) for m in masses]
         if rest.any():
-            info.means, info.stds, info.weights = _fit_mixture(kept[rest], self.max_modes, self.weight_threshold,
-                                                               self.seed)
+            if info.scaling == "quantile":  # quantile_bins equal-share bins: their medians stand in for means
+                info.knots, info.cdf = _quantile_knots(kept[rest])
+                bins = self.quantile_bins
+                info.means = [float(np.interp((b + 0.5) / bins, info.cdf, info.knots)) for b in range(bins)]
+                info.stds, info.weights = [0.0] * bins, [1.0 / bins] * bins
+            else:
+                info.means, info.stds, info.weights = _fit_mixture(kept[rest], self.max_modes,
+                                                                   self.weight_threshold, self.seed)
             shares = [w * float(rest.mean()) for w in info.weights] + shares
             modelled = kept_exact[rest]
             info.mode_range = [int(modelled.min()), int(modelled.max())] if integral else [
@@ -698,6 +726,7 @@ class TabularTransformer:
             kept = sorted((c for c, keep in zip(zip(counts.index, noisy, strict=True), noisy > threshold,
                                                 strict=True) if keep), key=lambda p: (-p[1], _sort_key(p[0])))
             info.categories = [_plain(v) for v, _ in kept]
+            info.noisy_counts = [float(c) for _, c in kept]  # released with them: free to reuse
             self.privacy_ledger.append({"column": info.name, "what": "categories", "epsilon": epsilon, "delta": delta,
                                         "mechanism": "Laplace histogram with a threshold (stability-based)"})
             if not info.categories:
@@ -804,9 +833,10 @@ class TabularTransformer:
         alpha = np.zeros(len(rows))
         rest = slots < 0
         if rest.any():
-            if info.scaling == "quantile":  # through the DP histogram's CDF
-                slots[rest] = 0
-                alpha[rest] = np.clip(2 * np.interp(x[rest], info.knots, info.cdf) - 1, -1, 1)
+            if info.scaling == "quantile":  # through the empirical (or DP histogram's) CDF, into n_modes bins
+                level = _encode_quantile(x[rest], info.knots, info.cdf, rng) * n_modes
+                slots[rest] = np.minimum(level.astype(np.int64), n_modes - 1)
+                alpha[rest] = np.clip(2 * (level - slots[rest]) - 1, -1, 1)
             elif n_modes:
                 limit = 1.0 if info.scaling == "minmax" else ALPHA_LIMIT
                 slots[rest], alpha[rest] = _sample_modes(x[rest], info, limit, rng)
@@ -829,7 +859,8 @@ class TabularTransformer:
         values = np.zeros(n)
         gaussian = slots < n_modes
         if info.scaling == "quantile":
-            values[gaussian] = np.interp((alpha[gaussian] + 1) / 2, info.cdf, info.knots)
+            level = (slots[gaussian] + (alpha[gaussian] + 1) / 2) / n_modes
+            values[gaussian] = np.interp(level, info.cdf, info.knots)
         elif n_modes:
             means, stds = np.asarray(info.means), np.asarray(info.stds)
             values[gaussian] = means[slots[gaussian]] + 4 * stds[slots[gaussian]] * alpha[gaussian]
@@ -1059,6 +1090,27 @@ def _fit_mixture(values: np.ndarray, max_modes: int, weight_threshold: float,
     stds = np.sqrt(mixture.covariances_[keep].reshape(-1))[order] * scale
     kept = weights[keep][order] / weights[keep].sum()
     return [float(m) for m in means], [float(s) for s in stds], [float(w) for w in kept]
+
+
+def _quantile_knots(values: np.ndarray) -> tuple[list[float], list[float]]:
+    """The empirical CDF of ``values`` at QUANTILE_KNOTS + 1 evenly spaced levels: ``knots`` (non-decreasing;
+    a value shared by many rows repeats, and the encoding spreads its rows over the levels it spans) and
+    ``cdf`` (the levels, strictly increasing, so decoding maps a level range back onto the shared value)."""
+    levels = np.linspace(0.0, 1.0, QUANTILE_KNOTS + 1)
+    return [float(k) for k in np.quantile(values, levels)], [float(c) for c in levels]
+
+
+def _encode_quantile(x: np.ndarray, knots: list[float], cdf: list[float], rng: np.random.Generator) -> np.ndarray:
+    """F(x) through the piecewise-linear CDF; a value equal to a repeated knot gets a uniform draw over the
+    levels it spans (so the level is about uniform on [0, 1], with no spike for the GAN to copy)."""
+    k, c = np.asarray(knots, dtype=float), np.asarray(cdf, dtype=float)
+    u = np.interp(x, k, c)
+    left, right = np.searchsorted(k, x, side="left"), np.searchsorted(k, x, side="right")
+    tied = right - left >= 2
+    if tied.any():
+        low, high = c[left[tied]], c[right[tied] - 1]
+        u[tied] = low + (high - low) * rng.random(int(tied.sum()))
+    return np.clip(u, 0.0, 1.0)
 
 
 def _sample_modes(x: np.ndarray, info: ColumnInfo, limit: float,

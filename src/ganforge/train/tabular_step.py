@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,7 +138,8 @@ class TabularStep:
     def __init__(self, generator: TabularGenerator, discriminator: TabularDiscriminator, spans: Sequence,
                  cond_spans: Sequence, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, *,
                  noise: torch.Generator, n_critic: int = 1, gp_weight: float = 10.0, tau: float = 0.2,
-                 dp: DPSGD | None = None):
+                 moment_weight: float = 0.0, dp: DPSGD | None = None,
+                 fake_conditions: Callable[[int], Conditions] | None = None, fake_batch: int | None = None):
         self.generator, self.discriminator = generator, discriminator
         self.spans, self.cond_spans = list(spans), list(cond_spans)
         self.opt_g, self.opt_d = opt_g, opt_d
@@ -146,7 +147,16 @@ class TabularStep:
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.tau = tau
+        self.moment_weight = moment_weight
+        if dp is not None and moment_weight:
+            raise ConfigError("moment_weight needs the real batch in the generator's update, which DP-SGD does not "
+                              "cover: use moment_weight=0 with dp")
         self.dp = dp
+        # DP: fake rows get conditions drawn from released frequencies, a fixed number of them, so that neither
+        # the real batch's categories nor its (Poisson) size reaches the generator or the fake half of the critic
+        self.fake_conditions, self.fake_batch = fake_conditions, fake_batch
+        if dp is not None and cond_spans and fake_conditions is None:
+            raise ConfigError("a DP critic with conditions needs fake_conditions drawn from released frequencies")
         self.iteration = 0
         self.measure = True
 
@@ -167,6 +177,18 @@ class TabularStep:
                                                 reduction="sum")
         return total / raw.shape[0]
 
+    @staticmethod
+    def _moment_loss(real: Tensor, fake: Tensor) -> Tensor:
+        """Squared distance between the batches' means plus between their covariance matrices (Frobenius) in the
+        encoded space: the covariance of two columns' scalars is their correlation, of two one-hots their
+        contingency table, of a mode one-hot and a category which mode each category uses. The critic sees
+        these only through its features; matching them directly is table-GAN's "information loss" (Park et al.
+        2018) taken to second order."""
+        mean_r, mean_f = real.mean(0), fake.mean(0)
+        cov_r = (real - mean_r).T @ (real - mean_r) / real.shape[0]
+        cov_f = (fake - mean_f).T @ (fake - mean_f) / fake.shape[0]
+        return (mean_f - mean_r).pow(2).sum() + (cov_f - cov_r).pow(2).sum()
+
     def _gradient_penalty(self, real: Tensor, fake: Tensor, cond: Tensor | None) -> Tensor:
         """WGAN-GP on interpolates, one mixing weight and one gradient norm per pack (as CTGAN)."""
         d = self.discriminator
@@ -183,7 +205,12 @@ class TabularStep:
         D.requires_grad_(True)
         for real, cond in batches:
             n = real.shape[0]
-            _, fake = self._fake(cond, n, real.device)
+            fake_cond, m = cond, n
+            if self.dp is not None:
+                m = self.fake_batch or n
+                fake_cond = self.fake_conditions(m) if self.fake_conditions is not None else Conditions(
+                    None, None, None)
+            _, fake = self._fake(fake_cond, m, real.device)
             if self.dp is None:
                 real_scores = critic(D.pack(real, cond.vector))
                 fake_scores = critic(D.pack(fake.detach(), cond.vector))
@@ -194,9 +221,9 @@ class TabularStep:
                     loss_d = loss_d + self.gp_weight * gp
             else:  # one forward over real and fake rows: every per-sample gradient is clipped, then noised
                 scores = critic(D.pack(torch.cat([real, fake.detach()]), None if cond.vector is None
-                                       else torch.cat([cond.vector, cond.vector])))
+                                       else torch.cat([cond.vector, fake_cond.vector])))
                 real_scores, fake_scores = scores[:n], scores[n:]
-                loss_d = (F.softplus(-real_scores).sum() + F.softplus(fake_scores).sum()) / max(1, n)
+                loss_d = (F.softplus(-real_scores).sum() + F.softplus(fake_scores).sum()) / max(1, n + m)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             if self.measure and self.dp is None:
@@ -206,11 +233,18 @@ class TabularStep:
         D.requires_grad_(False)
         if self.dp is not None:  # G's pass through D is not a DP-SGD step: no per-sample gradients
             self.dp.module.disable_hooks()
+        if self.dp is not None:
+            cond = fake_cond  # the conditions G learns from are drawn, not the real batch's
+            n = m
         raw, fake = self._fake(cond, n, real.device)
         fake_g = D(D.pack(fake, cond.vector))
         loss_adv = -fake_g.mean() if self.dp is None else F.softplus(-fake_g).mean()
         loss_cond = self._cond_loss(raw, cond)
         loss_g = loss_adv + loss_cond
+        if self.moment_weight:
+            loss_moment = self._moment_loss(real, fake)
+            loss_g = loss_g + self.moment_weight * loss_moment
+            report("Loss/G/moment", loss_moment.detach())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if self.measure:
