@@ -133,8 +133,11 @@ class TabularGAN:
                               "would leak around the privacy guarantee: use moment_weight=0 with dp")
         if moment_weight < 0:
             raise ConfigError(f"moment_weight must be 0 or positive, got {moment_weight!r}")
-        if numeric_encoding not in ("gmm", "quantile"):
-            raise ConfigError(f"numeric_encoding must be 'gmm' or 'quantile', got {numeric_encoding!r}")
+        from ganforge.data.tabular import NUMERIC_ENCODINGS
+
+        if numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ConfigError(f"numeric_encoding must be one of {', '.join(NUMERIC_ENCODINGS)}, got "
+                              f"{numeric_encoding!r}")
         if not 0 <= target_share <= 1:
             raise ConfigError(f"target_share must be in [0, 1] (the share of training rows conditioned on the "
                               f"target), got {target_share!r}")

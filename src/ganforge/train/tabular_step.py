@@ -233,9 +233,7 @@ class TabularStep:
         D.requires_grad_(False)
         if self.dp is not None:  # G's pass through D is not a DP-SGD step: no per-sample gradients
             self.dp.module.disable_hooks()
-        if self.dp is not None:
-            cond = fake_cond  # the conditions G learns from are drawn, not the real batch's
-            n = m
+            cond, n = fake_cond, m  # the conditions G learns from are drawn, not the real batch's
         raw, fake = self._fake(cond, n, real.device)
         fake_g = D(D.pack(fake, cond.vector))
         loss_adv = -fake_g.mean() if self.dp is None else F.softplus(-fake_g).mean()
