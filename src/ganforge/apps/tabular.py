@@ -37,9 +37,9 @@ import torch
 from ganforge.errors import ConfigError
 
 MODEL_FILE = "tabular_gan.json"
-TARGET_SHARE = 0.05  # DP with declared target categories: this share of epsilon buys the target's frequencies
 WEIGHTS_FILE = "generator.safetensors"
 FORMAT = 1
+TARGET_SHARE = 0.05  # DP with declared target categories: this share of epsilon buys the target's frequencies
 
 
 @dataclass
@@ -303,7 +303,7 @@ class TabularGAN:
 
             def fake_conditions(m: int) -> Conditions:
                 categories = torch.multinomial(target_p, m, replacement=True, generator=noise).cpu().numpy()
-                return stream._conditions(np.zeros(m, dtype=np.int64), categories)
+                return stream.conditions(np.zeros(m, dtype=np.int64), categories)
 
         step = TabularStep(generator, discriminator, transformer.spans, cond_spans, opt_g, opt_d, noise=noise,
                            n_critic=self.n_critic, gp_weight=config.gp_weight,
@@ -546,8 +546,8 @@ class TabularGAN:
 
 def _allocate(p: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     """``m`` category indices in the proportions ``p`` as exactly as m allows (largest remainder), shuffled:
-    the target's rate in a sample is then its real rate, not that plus multinomial noise (a 1,200-row sample
-    of a 50% class drawn independently is off by 1.4 points on average)."""
+    the target's rate in a sample is then its real rate, not that plus multinomial noise (for a 50% class in
+    1,200 independently drawn rows, one standard deviation is 1.4 points)."""
     exact = p * m
     counts = np.floor(exact).astype(np.int64)
     short = m - int(counts.sum())

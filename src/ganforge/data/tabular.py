@@ -102,12 +102,11 @@ class ColumnInfo:
     or "quantile" (the level F(x) for the piecewise-linear CDF ``knots``/``cdf``, empirical, or in DP mode a DP
     histogram's over ``[minimum, maximum]``, whose two ends are then point masses; with K ``means``, the
     levels are K equal-share bins, the mode is the bin and the scalar the position inside it, 2 (K F - b) - 1)
-    or, in DP mode for
-    datetimes and without histograms, "minmax" (the same mode, linear). Values decoded from a Gaussian mode
-    are clipped to ``mode_range``, so only a point mass's own slot produces its value: clipping must not add
-    zeros to a zero-inflated column. Discrete kinds:
-    ``categories`` in span order. ``fill_slot`` is the mode slot or category written for missing rows
-    (the commonest), so a missing row still looks like a generator's output.
+    or "minmax" (DP mode, for datetimes and without histograms: the same single mode, linear). Values decoded
+    from a Gaussian mode are clipped to ``mode_range``, so only a point mass's own slot produces its value:
+    clipping must not add zeros to a zero-inflated column. Discrete kinds: ``categories`` in span order.
+    ``fill_slot`` is the mode slot or category written for missing rows (the commonest), so a missing row
+    still looks like a generator's output.
     ``missing_rate`` is None in DP mode, where it would leak.
     """
 

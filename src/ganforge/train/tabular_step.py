@@ -71,7 +71,7 @@ class TabularStream:
             self.log_freq.append(p / p.sum())
             self.by_category.append([np.flatnonzero(cats == k) for k in range(s.end - s.start)])
 
-    def _conditions(self, columns: np.ndarray, categories: np.ndarray) -> Conditions:
+    def conditions(self, columns: np.ndarray, categories: np.ndarray) -> Conditions:
         vector = torch.zeros(len(columns), self.cond_dim)
         vector[np.arange(len(columns)), self.offsets[columns] + categories] = 1.0
         return Conditions(vector.to(self.device), torch.as_tensor(columns, device=self.device),
@@ -91,13 +91,13 @@ class TabularStream:
                 columns[rng.random(self.batch_size) < self.target_share] = self.target
             categories = np.array([rng.choice(len(self.log_freq[c]), p=self.log_freq[c]) for c in columns])
             idx = np.array([rng.choice(self.by_category[c][k]) for c, k in zip(columns, categories, strict=True)])
-            return self.rows[torch.as_tensor(idx, device=self.device)], self._conditions(columns, categories)
+            return self.rows[torch.as_tensor(idx, device=self.device)], self.conditions(columns, categories)
         rows = self.rows[torch.as_tensor(idx, device=self.device)]
         if not self.cond_spans:
             return rows, Conditions(None, None, None)
         columns = rng.integers(len(self.cond_spans), size=len(idx))
         categories = np.array([self.categories[c][i] for c, i in zip(columns, idx, strict=True)], dtype=np.int64)
-        return rows, self._conditions(columns, categories)
+        return rows, self.conditions(columns, categories)
 
 
 class DPSGD:
