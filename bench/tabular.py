@@ -6,6 +6,7 @@ independent per-column sampling, on three real tables, judged by ganforge's audi
 
 Ablations of ganforge's defaults are systems too: ganforge_gmm, ganforge_quantile (numeric encoding),
 ganforge_no_moments (moment_weight 0), ganforge_ctgan_steps (no minimum step count: CTGAN's 300 epochs).
+ganforge_dp<ε>_schema is ganforge_dp<ε> with the discrete columns' categories declared public (a schema).
 
 DIR (or $GANFORGE_TABLES) holds credit_data.csv, default.csv and colon.csv. Each table is split 80/20,
 stratified on its target, with the seed; every system is fitted on the 80% in its own process with one
@@ -77,10 +78,17 @@ def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: 
     start, cpu0 = time.time(), time.process_time()
     n = len(train)
     try:
-        if system in VARIANTS or system in ("ganforge_dp1", "ganforge_dp5"):
+        if system in VARIANTS or system.startswith("ganforge_dp"):
             from ganforge.apps.tabular import DPConfig, TabularGAN
 
-            dp = None if system in VARIANTS else DPConfig(epsilon=float(system[len("ganforge_dp"):]))
+            dp = None
+            if system not in VARIANTS:  # ganforge_dp<eps>[_schema]
+                epsilon, _, variant = system[len("ganforge_dp"):].partition("_")
+                # _schema: the discrete columns' categories declared as a public schema (as MST/AIM users
+                # must give their domain), so none is suppressed and none costs budget
+                declared = {c: sorted(train[c].dropna().unique().tolist(), key=str) for c in discrete} \
+                    if variant == "schema" else {}
+                dp = DPConfig(epsilon=float(epsilon), categories=declared)
             model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1, **VARIANTS.get(system, {}))
             model.fit(train, discrete_columns=discrete, target=target)  # as `ganforge tabular fit --target`
             fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0

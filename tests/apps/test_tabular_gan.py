@@ -77,7 +77,7 @@ def test_training_runs_through_the_trainer_and_resumes_exactly(tmp_path):
 
 
 def test_differential_privacy_spends_at_most_the_budget(tmp_path):
-    model = TabularGAN(**{**TINY, "steps": 15}, dp=DPConfig(epsilon=2.0, delta=1e-5,
+    model = TabularGAN(**{**TINY, "steps": 15}, dp=DPConfig(noise_seed=1, epsilon=2.0, delta=1e-5,
                                                              bounds={"income": (0, 20000), "age": (0, 100),
                                                                      "score": (0, 1000)},
                                                              categories={"status": ["bad", "good"]}))
@@ -121,6 +121,11 @@ def test_cli_fit_sample_audit_and_errors(tmp_path, capsys):
     synth = pd.read_csv(tmp_path / "s.csv")
     assert len(synth) == 200 and (synth["status"] == "bad").all()
     assert main(["tabular", "sample", str(tmp_path / "m"), "--n", "300", "--out", str(tmp_path / "u.csv")]) == 0
+    assert main(["tabular", "sample", str(tmp_path / "m"), "--n", "300", "--out", str(tmp_path / "r.csv"),
+                 "--no-match-rates"]) == 0
+    matched, raw = pd.read_csv(tmp_path / "u.csv"), pd.read_csv(tmp_path / "r.csv")
+    rate = (real.iloc[:600]["member"]).mean()
+    assert abs(matched["member"].mean() - rate) <= 1 / 300 < abs(raw["member"].mean() - rate)
     capsys.readouterr()
     assert main(["tabular", "audit", "--real", str(tmp_path / "train.csv"), "--synthetic", str(tmp_path / "u.csv"),
                  "--holdout", str(tmp_path / "holdout.csv"), "--target", "status", "--json"]) == 0
@@ -132,6 +137,8 @@ def test_cli_fit_sample_audit_and_errors(tmp_path, capsys):
         (["tabular", "fit", str(tmp_path / "empty.csv"), "--out", str(tmp_path / "x1")], "empty"),
         (["tabular", "fit", str(tmp_path / "train.csv"), "--out", str(tmp_path / "x2"), "--target", "nope"], "nope"),
         (["tabular", "fit", str(tmp_path / "train.csv"), "--out", str(tmp_path / "x3"), "--epsilon", "0"], "epsilon"),
+        (["tabular", "fit", str(tmp_path / "train.csv"), "--out", str(tmp_path / "x4"), "--epsilon", "1",
+          "--moment-share", "0.9"], "moment_share"),
         (["tabular", "sample", str(tmp_path / "m"), "--n", "5", "--out", str(tmp_path / "z.csv"), "--condition",
           "status=ugly"], "ugly"),
     ]
@@ -159,6 +166,16 @@ def test_target_share_conditions_that_share_of_training_rows_on_the_target():
     assert torch.equal(status[on_target], cond.category[on_target])  # each real row has the asked-for category
     with pytest.raises(ConfigError, match="target"):
         TabularStream(rows, spans, 500, 0, torch.device("cpu"), target=5)
+    # training-by-sampling: a category comes with probability in proportion to log(count + 1), every row matches
+    counts = np.bincount(plain.categories[0], minlength=2)
+    batches = [plain.next() for _ in range(40)]
+    asked = torch.cat([c.category[c.column == 0] for _, c in batches]).numpy()
+    assert np.bincount(asked, minlength=2) / len(asked) == pytest.approx(np.log(counts + 1) / np.log(counts + 1).sum(),
+                                                                         abs=0.03)
+    for real, cond in batches[:5]:
+        for c, span in enumerate(spans):
+            on = cond.column == c
+            assert torch.equal(real[on, span.start : span.end].argmax(1), cond.category[on])
 
 
 def test_target_is_sampled_at_its_real_rate_and_saved(tmp_path):
@@ -169,7 +186,7 @@ def test_target_is_sampled_at_its_real_rate_and_saved(tmp_path):
     rate = (real["status"] == "bad").mean()
     assert abs((fake["status"] == "bad").mean() - rate) <= 1 / 4000  # allotted, not drawn: no sampling noise
     # an untrained generator decides the category itself: without a target its rate is far from the real one
-    free = TabularGAN(**{**TINY, "steps": 5}).fit(real).sample(4000, seed=0)
+    free = TabularGAN(**{**TINY, "steps": 5}).fit(real).sample(4000, seed=0, match_rates=False)
     assert abs((free["status"] == "bad").mean() - rate) > 0.02
     model.save(tmp_path / "m")
     assert TabularGAN.load(tmp_path / "m").target == "status"
@@ -208,14 +225,19 @@ def test_moment_weight_makes_the_generator_match_a_correlation(tmp_path):
     without = TabularGAN(**settings, moment_weight=0.0).fit(df).sample(2000, seed=0).corr().loc["a", "b"]
     assert with_moments > without + 0.1 and with_moments > 0.6
     assert TabularGAN.load(model.save(tmp_path / "m")).moment_weight == 10.0
-    with pytest.raises(ConfigError, match="moment_weight"):
-        TabularGAN(**settings, moment_weight=1.0, dp=DPConfig(epsilon=1.0))
+    with pytest.raises(ConfigError, match="moment_share"):
+        TabularGAN(**settings, moment_weight=1.0, dp=DPConfig(epsilon=1.0, moment_share=0.0))
+    assert TabularGAN(dp=DPConfig(epsilon=1.0, moment_share=0.0)).moment_weight == 0.0
+    assert TabularGAN(dp=DPConfig(epsilon=1.0)).moment_weight == 1.0
+    with pytest.raises(ConfigError, match="moment_share"):
+        DPConfig(epsilon=1.0, preprocessing_share=0.5, moment_share=0.5)
 
 
 def test_differential_privacy_conditions_on_the_target_at_released_frequencies():
     real = table(n=2000, seed=4)
     rate = (real["status"] == "bad").mean()
-    declared = DPConfig(epsilon=20.0, delta=1e-5, bounds={"income": (0, 20000), "age": (0, 100), "score": (0, 1000)},
+    declared = DPConfig(noise_seed=1, epsilon=20.0, delta=1e-5,
+                        bounds={"income": (0, 20000), "age": (0, 100), "score": (0, 1000)},
                         categories={"status": ["bad", "good"]})
     model = TabularGAN(**{**TINY, "steps": 4}, dp=declared).fit(real, target="status")
     assert model.target == "status" and [s.column for s in model._cond_spans] == ["status"]
@@ -227,7 +249,7 @@ def test_differential_privacy_conditions_on_the_target_at_released_frequencies()
     fake = model.sample(3000, seed=0)
     assert abs((fake["status"] == "bad").mean() - released) <= 1 / 3000  # sampled at the released rate
     # categories released with DP: their noisy counts are reused (post-processing), nothing more is spent
-    estimated = DPConfig(epsilon=20.0, delta=1e-5, bounds=declared.bounds)
+    estimated = DPConfig(noise_seed=1, epsilon=20.0, delta=1e-5, bounds=declared.bounds)
     model = TabularGAN(**{**TINY, "steps": 4}, dp=estimated).fit(real, target="status")
     assert model.target == "status"
     assert not any(e["what"] == "target frequencies" for e in model.privacy["ledger"])
@@ -248,7 +270,8 @@ def test_dp_step_draws_fake_conditions_of_a_fixed_count():
         self.fake_conditions = lambda m: (calls.append(m), draw(m))[1]
 
     real = table(n=500, seed=5)
-    dp = DPConfig(epsilon=5.0, delta=1e-5, bounds={"income": (0, 20000), "age": (0, 100), "score": (0, 1000)},
+    dp = DPConfig(noise_seed=1, epsilon=5.0, delta=1e-5,
+                  bounds={"income": (0, 20000), "age": (0, 100), "score": (0, 1000)},
                   categories={"status": ["bad", "good"]})
     try:
         tabular_step.TabularStep.__init__ = spy
@@ -256,3 +279,120 @@ def test_dp_step_draws_fake_conditions_of_a_fixed_count():
     finally:
         tabular_step.TabularStep.__init__ = original
     assert calls == [100] * 6  # the batch size, whatever the Poisson sample's size (about 100, never fixed)
+
+
+def test_select_matching_hits_every_rate_and_keeps_how_columns_relate():
+    from ganforge.apps.tabular import _largest_remainder, select_matching
+
+    rng = np.random.default_rng(0)
+    pool = 6000
+    a = (rng.random(pool) < 0.3).astype(int)  # the "generator" makes a=1 30% of the time; the real rate is 50%
+    b = np.where(rng.random(pool) < np.where(a == 1, 0.8, 0.2), 1, 0)  # b follows a
+    c = rng.integers(0, 3, pool)
+    codes = np.stack([a, b, c], 1)
+    rates = [np.array([0.5, 0.5]), np.array([0.45, 0.55]), np.array([0.2, 0.3, 0.5])]
+    keep = select_matching(codes, rates, 2000, np.random.default_rng(1))
+    assert len(keep) == len(set(keep)) == 2000
+    for column, rate in enumerate(rates):
+        counts = np.bincount(codes[keep, column], minlength=len(rate))
+        assert np.abs(counts - _largest_remainder(rate, 2000)).max() <= 1
+    # raking changes the rates with the smallest change to the joint: b given a is kept (0.8 and 0.2 in the pool)
+    chosen = codes[keep]
+    assert chosen[chosen[:, 0] == 1, 1].mean() == pytest.approx(0.8, abs=0.06)
+    assert chosen[chosen[:, 0] == 0, 1].mean() == pytest.approx(0.2, abs=0.06)
+    # an exact column is never traded off: its counts are the largest-remainder counts from the start
+    keep = select_matching(codes, rates, 999, np.random.default_rng(2), exact=2)
+    assert (np.bincount(codes[keep, 2], minlength=3) == _largest_remainder(rates[2], 999)).all()
+    with pytest.raises(ConfigError, match="pool"):
+        select_matching(codes, rates, pool + 1, rng)
+
+
+def test_sample_matches_every_category_rate_and_the_missing_rate(tmp_path):
+    real = table(n=1500, seed=5)
+    real["home"] = pd.Series(np.random.default_rng(5).choice(["own", "rent", "other"], 1500, p=[.5, .35, .15]),
+                             dtype=object)
+    real.loc[real.index[:150], "home"] = None  # 10% missing
+    model = TabularGAN(**{**TINY, "steps": 5}).fit(real)  # barely trained: its own rates are off
+    codes = model.transformer.category_codes(model.transformer.transform(real))
+    assert (codes["home"][:150] == 3).all()  # missing is the code after the categories
+    assert list(codes["status"]) == [model.transformer.category_values("status").index(v) for v in real["status"]]
+
+    def off(fake):
+        return max(abs(fake[c].astype(str).value_counts(normalize=True)
+                       .reindex(real[c].astype(str).unique(), fill_value=0)
+                       - real[c].astype(str).value_counts(normalize=True)).max() for c in ("status", "member", "home"))
+
+    assert off(model.sample(1500, seed=0, match_rates=False)) > 0.05
+    matched = model.sample(1500, seed=0)
+    assert off(matched) <= 1 / 1500 + 1e-9  # every category and the missing share, exactly
+    assert matched.equals(model.sample(1500, seed=0))  # seeded
+    loaded = TabularGAN.load(model.save(tmp_path / "m"))
+    assert loaded.category_rates == model.category_rates
+    assert loaded.sample(200, seed=4).equals(model.sample(200, seed=4))
+
+
+def test_dp_sample_matches_only_released_counts():
+    real = table(n=2000, seed=6)
+    model = TabularGAN(**{**TINY, "steps": 3}, dp=DPConfig(noise_seed=1, epsilon=20.0, delta=1e-5, bounds={
+        "income": (0, 20000), "age": (0, 100), "score": (0, 1000)})).fit(real)
+    assert model.category_rates is None  # exact counts would leak around the guarantee
+    info = next(c for c in model.transformer.columns if c.name == "status")
+    released = np.maximum(info.noisy_counts, 0) / np.maximum(info.noisy_counts, 0).sum()
+    assert abs(released[info.categories.index("bad")] - (real["status"] == "bad").mean()) > 1e-4  # noisy
+    fake = model.sample(2000, seed=0)
+    present = fake["status"].dropna()
+    assert (present == "bad").mean() == pytest.approx(released[info.categories.index("bad")], abs=2 / len(present))
+    # a boolean's categories are public and were not counted: it is left as generated
+    assert model._rate_targets(None) and "member" not in [c for c, _ in model._rate_targets(None)]
+
+
+def test_dp_generator_matches_moments_released_with_their_share_of_the_budget(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=3000)
+    df = pd.DataFrame({"a": x, "b": x + 0.3 * rng.normal(size=3000)})  # correlation 0.96
+    dp = DPConfig(noise_seed=1, epsilon=20.0, delta=1e-5, bounds={"a": (-4, 4), "b": (-4, 4)})
+    settings = {**TINY, "steps": 60, "log_every": 5, "lr_g": 1e-3}
+    model = TabularGAN(**settings, dp=dp, moment_weight=10.0).fit(df, out=tmp_path / "run")
+    entry = next(e for e in model.privacy["ledger"] if e["what"].startswith("mean and covariance"))
+    assert entry["epsilon"] == pytest.approx(0.25 * 20.0) and entry["delta"] == pytest.approx(1e-5 / 4)
+    critic = next(e for e in model.privacy["ledger"] if e["what"].startswith("critic"))
+    assert critic["epsilon"] <= 0.75 * 20.0 + 1e-6 and critic["delta"] == pytest.approx(1e-5 / 4)
+    assert model.privacy["epsilon"] <= 20.0 + 1e-6 and model.privacy["delta"] <= 1e-5 * (1 + 1e-9)
+    stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    moment = [s["Loss/G/moment"] for s in stats if "Loss/G/moment" in s]
+    assert len(moment) >= 5 and np.mean(moment[-3:]) < 0.5 * np.mean(moment[:3])
+
+    def scalar_correlation(model):  # of the two columns' encoded scalars, in 2,000 generated rows
+        from ganforge.nets.tabular import activate
+
+        values = [s.start for s in model.transformer.spans if s.role == "value"]
+        with torch.no_grad():
+            z = torch.randn(2000, model.generator.z_dim, generator=torch.Generator().manual_seed(0))
+            rows = activate(model.generator(z, None), model.transformer.spans, hard=True)
+        return np.corrcoef(rows[:, values].numpy().T)[0, 1]
+
+    off = DPConfig(noise_seed=1, epsilon=20.0, delta=1e-5, bounds=dp.bounds, moment_share=0.0)
+    without = TabularGAN(**settings, dp=off).fit(df)
+    assert scalar_correlation(model) > 0.8 and scalar_correlation(without) < 0.5
+
+
+def test_dp_noise_is_secret_kept_for_resume_and_never_saved(tmp_path):
+    real = table(n=1500, seed=7)
+    settings = {**TINY, "steps": 4, "checkpoint_every": 2}
+
+    def noisy_counts(model):
+        return next(c for c in model.transformer.columns if c.name == "status").noisy_counts
+
+    first = TabularGAN(**settings, dp=DPConfig(epsilon=5.0, delta=1e-5)).fit(real, out=tmp_path / "a")
+    second = TabularGAN(**settings, dp=DPConfig(epsilon=5.0, delta=1e-5)).fit(real)
+    assert noisy_counts(first) != noisy_counts(second)  # same public seed 0, different secret noise
+    fixed = [TabularGAN(**settings, dp=DPConfig(epsilon=5.0, delta=1e-5, noise_seed=42)).fit(real) for _ in range(2)]
+    assert noisy_counts(fixed[0]) == noisy_counts(fixed[1])  # a given noise_seed reproduces (experiments only)
+    secret = json.loads((tmp_path / "a" / "config.json").read_text())["dp_noise_seed"]
+    saved = (first.save(tmp_path / "m") / "tabular_gan.json").read_text()
+    assert "noise_seed" not in saved and str(secret) not in saved
+    # a resumed fit reads the secret back: the same released statistics, nothing spent twice
+    resumed = TabularGAN(**{**settings, "steps": 6}, dp=DPConfig(epsilon=5.0, delta=1e-5)).fit(
+        real, out=tmp_path / "a", resume="auto")
+    assert noisy_counts(resumed) == noisy_counts(first)
+    assert resumed.transformer.to_dict() == first.transformer.to_dict()

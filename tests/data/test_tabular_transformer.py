@@ -242,7 +242,7 @@ def test_dp_ledger_sums_to_epsilon(frame: pd.DataFrame) -> None:
     # numeric columns buy their range and shape, or only the shape when the range is declared
     assert {entry["column"] for entry in ledger} == {"bimodal", "age", "rooms", "income", "colour", "country",
                                                      "assets"}
-    assert [e["what"] for e in ledger if e["column"] == "assets"] == ["shape (16-bin histogram)"]
+    assert [e["what"] for e in ledger if e["column"] == "assets"] == ["shape (16-bin histogram and the two bounds)"]
     assert not {"when", "flag"} & {entry["column"] for entry in ledger}  # declared or public: free
     for entry in ledger:
         assert set(entry) == {"column", "what", "epsilon", "delta", "mechanism"}
@@ -300,7 +300,9 @@ def test_dp_histogram_makes_a_skewed_column_about_uniform() -> None:
     q = np.quantile(value(shaped), [0.1, 0.5, 0.9])
     np.testing.assert_allclose(q, [-0.8, 0.0, 0.8], atol=0.1)
     back = shaped.inverse_transform(shaped.transform(skewed))["income"]
-    assert np.abs(back - skewed["income"]).max() < 0.01  # the CDF map is invertible (float32 rows)
+    top = shaped.columns[0].knots[-1]
+    assert top < 400 and (skewed["income"] <= top).mean() > 0.99  # the empty end of the range is cut, not the bulk
+    assert back.max() <= 400 and np.abs(back - skewed["income"])[skewed["income"] <= top].max() < 0.01  # invertible
     # decoding a uniform scalar gives the column's distribution back, up to the histogram's resolution
     rows = shaped.transform(skewed)
     rows[:, spans_of(shaped, "income")["value"].start] = rng.uniform(-1, 1, len(rows))
@@ -320,7 +322,7 @@ def test_dp_range_covers_the_bulk_and_ignores_an_outlier() -> None:
         assert 200 <= low <= 500 and 1000 <= high <= 5000, (low, high)
     assert ranges[0::2] == ranges[1::2]  # the same noise: one far-off row does not move the range
     ledger = fitted[0].privacy_ledger
-    assert [e["what"] for e in ledger] == ["range (bins of the bulk)", "shape (16-bin histogram)"]
+    assert [e["what"] for e in ledger] == ["range (bins of the bulk)", "shape (16-bin histogram and the two bounds)"]
     assert sum(e["epsilon"] for e in ledger) == pytest.approx(0.5)
 
 
@@ -365,3 +367,20 @@ def test_quantile_encoding_is_uniform_invertible_and_keeps_ties(frame: pd.DataFr
         TabularTransformer(quantile_bins=0)
     with pytest.raises(ConfigError, match="numeric_encoding must be one of gmm, quantile"):
         TabularTransformer(numeric_encoding="rank")
+
+
+def test_dp_histogram_cuts_an_empty_end_and_keeps_only_bounds_that_hold_rows() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.uniform(10, 1000, 4000)
+    values[:1200] = 0.0  # 30% exact zeros at the lower bound: a pile of its own
+    frame = pd.DataFrame({"debt": values})
+    fitted = TabularTransformer().fit(frame, bounds={"debt": (0.0, 5000.0)}, dp=(1.0, 1e-6))
+    info = fitted.columns[0]
+    assert info.point_masses == [0.0]  # nobody at 5000: never generated
+    assert 1000 <= info.knots[-1] <= 1000 + 5000 / 16  # the bins above the data are cut (one bin of slack)
+    rows = fitted.transform(frame)
+    span = spans_of(fitted, "debt")
+    rows[:, span["mode"].start : span["mode"].end] = 0.0
+    rows[:, span["mode"].start] = 1.0  # every row in the continuous mode, at the top of its scalar
+    rows[:, span["value"].start] = 1.0
+    assert fitted.inverse_transform(rows)["debt"].max() <= info.knots[-1] + 1e-6

@@ -31,10 +31,14 @@ def add_tabular_parser(sub: Any) -> None:
     t.add_argument("--numeric-encoding", choices=("quantile", "gmm"),
                    help="numeric columns as one scalar through their CDF (default) or CTGAN's Gaussian modes")
     t.add_argument("--moment-weight", type=float,
-                   help="weight of the batch mean/covariance matching term (default 1; 0 with --epsilon)")
+                   help="weight of the mean/covariance matching term (default 1; with --epsilon it matches moments "
+                        "released with --moment-share of epsilon)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epsilon", type=float, help="differential privacy: the whole fit is (epsilon, delta)-DP")
     t.add_argument("--delta", type=float, help="DP delta (default 1 / rows^1.1)")
+    t.add_argument("--moment-share", type=float, default=0.25,
+                   help="DP: share of epsilon that releases the encoded table's mean and covariance for the "
+                        "generator to match (default 0.25; 0 gives it to the critic)")
     t.add_argument("--bounds", action="append", metavar="COL=LOW:HIGH",
                    help="public bounds of a numeric column (DP: spends no budget; repeatable)")
     t.add_argument("--categories", action="append", metavar="COL=A|B|C",
@@ -51,6 +55,9 @@ def add_tabular_parser(sub: Any) -> None:
     t.add_argument("--out", required=True, help="output table (.csv or .parquet)")
     t.add_argument("--condition", action="append", metavar="COL=VALUE", help="fix a discrete column (repeatable)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-match-rates", dest="match_rates", action="store_false",
+                   help="keep the generator's own category rates (by default the rows are chosen from a pool three "
+                        "times larger so that every category comes at its real rate)")
     t.set_defaults(func=cmd_sample)
 
     t = tsub.add_parser("audit", help="fidelity, utility and privacy of a synthetic table against real ones")
@@ -102,7 +109,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--bounds {column}={text}: expected LOW:HIGH, e.g. 0:120") from None
             bounds[column] = (low, high)
         categories = {c: v.split("|") for c, v in _pairs(args.categories, "--categories").items()}
-        dp = DPConfig(epsilon=args.epsilon, delta=args.delta, bounds=bounds, categories=categories)
+        dp = DPConfig(epsilon=args.epsilon, delta=args.delta, bounds=bounds, categories=categories,
+                      moment_share=args.moment_share)
     elif args.bounds or args.categories:
         raise ConfigError("--bounds and --categories declare public statistics for --epsilon; give --epsilon too")
     if args.target and df[args.target].nunique(dropna=True) <= 20:
@@ -128,7 +136,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ganforge.metrics.tabular import write_table
 
     model = TabularGAN.load(args.model_dir)
-    frame = model.sample(args.n, conditions=_pairs(args.condition, "--condition") or None, seed=args.seed)
+    frame = model.sample(args.n, conditions=_pairs(args.condition, "--condition") or None, seed=args.seed,
+                         match_rates=args.match_rates)
     path = write_table(frame, args.out)
     print(f"wrote {len(frame)} rows to {path}")
     return 0

@@ -210,13 +210,16 @@ class TabularTransformer:
 
     def fit(self, df: pd.DataFrame, *, bounds: dict[str, tuple[Any, Any]] | None = None,
             categories: dict[str, list] | None = None,
-            dp: tuple[float, float] | None = None, dp_histograms: bool = True) -> TabularTransformer:
+            dp: tuple[float, float] | None = None, dp_histograms: bool = True,
+            noise_seed: int | None = None) -> TabularTransformer:
         """Learn how to encode ``df``; returns self.
 
         ``bounds`` ``{column: (low, high)}`` and ``categories`` ``{column: [values...]}`` are public
         knowledge about the columns (a range from the data dictionary, the list of possible values): they
         replace the training min/max and observed categories, and cost no privacy budget. Values outside
-        ``bounds`` are clipped; datetime bounds may be timestamps or strings.
+        ``bounds`` are clipped; datetime bounds may be timestamps or strings. ``noise_seed`` seeds the DP noise
+        below (default: ``seed``); anyone who knows it can take the noise back out, so `TabularGAN` passes a
+        secret one.
 
         With ``dp=(epsilon, delta)``, the data is only seen through differentially private mechanisms
         (neighbouring tables differ by adding or removing one row):
@@ -246,6 +249,8 @@ class TabularTransformer:
         self._check_arguments(df, bounds, categories, dp)
         self.dp = None if dp is None else (float(dp[0]), float(dp[1]))
         self._dp_histograms = dp_histograms
+        # DP noise must be unpredictable: TabularGAN passes a secret seed (never saved with the transformer)
+        self._noise_seed = self.seed if noise_seed is None else int(noise_seed)
         self.columns, self.notes, self.privacy_ledger = [], [], []
         try:
             self._fit_columns(df, bounds, categories)
@@ -293,6 +298,23 @@ class TabularTransformer:
         if info.kind not in DISCRETE_KINDS:
             raise ConfigError(f"column {column!r} is {info.kind}, not categorical or boolean: it has no categories")
         return list(info.categories)
+
+    def category_codes(self, data: np.ndarray) -> dict[Any, np.ndarray]:
+        """Each discrete column's value in encoded rows ``data`` (N, output_dim) as an integer code, the way
+        `inverse_transform` decodes it: the category's index in `category_values`, or ``len(categories)``
+        where the row says missing. Columns with no category span (none kept) are left out."""
+        self._check_fitted()
+        data = np.asarray(data)
+        codes = {}
+        for info in self.columns:
+            spans = self._layout[info.name]
+            if info.kind not in DISCRETE_KINDS or "category" not in spans or not info.categories:
+                continue
+            code = _block(data, spans["category"]).argmax(1)
+            if "missing" in spans and _can_hold_missing(info):
+                code = np.where(_block(data, spans["missing"]).argmax(1) == 1, len(info.categories), code)
+            codes[info.name] = code.astype(np.int64)
+        return codes
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Encode ``df`` (the fitted columns, in any order; extra columns are ignored) as float32 ``(N, output_dim)``.
@@ -596,7 +618,7 @@ class TabularTransformer:
         present = ~np.isnan(values)
         info.missing = self.dp is not None or not present.all()
         integral = info.kind in ("integer", "datetime")
-        rng = np.random.default_rng([self.seed, index, 1])
+        rng = np.random.default_rng([self._noise_seed, index, 1])
         if declared is not None:
             low, high = (_to_ns(b, series, info.name) for b in declared) if info.kind == "datetime" else (
                 float(declared[0]), float(declared[1]))
@@ -614,16 +636,17 @@ class TabularTransformer:
         info.minimum, info.maximum = low, high
         if self.dp is not None:
             info.scaling = "minmax"
+            bound_masses = [low, high]
             if budget is not None and self._dp_histograms and info.kind != "datetime" and high > low:
                 share = 0.5 if declared is None else 1.0
-                self._dp_histogram(info, values[present], budget[0] * share, rng)
+                bound_masses = self._dp_histogram(info, values[present], budget[0] * share, rng)
             if info.kind == "datetime":  # round to the dtype's unit (public), seconds for text
                 unit = getattr(dtype, "unit", "s") if not info.as_text else "s"
                 info.step = {"s": 10**9, "ms": 10**6, "us": 10**3}.get(unit)
             if high > low:
                 info.means, info.stds, info.weights = [(low + high) / 2], [(high - low) / 8], [1.0]
                 info.mode_range = [low, high]
-                info.point_masses = [low, high]
+                info.point_masses = [int(b) if integral else b for b in bound_masses]
             else:
                 info.point_masses = [low]
             return
@@ -688,20 +711,40 @@ class TabularTransformer:
                           f"declare bounds={{{info.name!r}: (low, high)}} to spend nothing on it and clip less")
         return low, high
 
-    def _dp_histogram(self, info: ColumnInfo, values: np.ndarray, epsilon: float, rng: np.random.Generator) -> None:
-        """The column's shape between its bounds as a Laplace histogram (scale 1/epsilon) of the values strictly
-        inside them (the bounds are point masses of their own): a piecewise-linear CDF that the encoding maps
-        values through ("quantile" scaling), so the generator's scalar is about uniform, not bunched up in a
-        corner of [-1, 1] as a skewed column's min-max value is. A row is in at most one bin: sensitivity 1."""
+    def _dp_histogram(self, info: ColumnInfo, values: np.ndarray, epsilon: float,
+                      rng: np.random.Generator) -> list[float]:
+        """The column's shape between its bounds as a Laplace histogram (scale 1/epsilon): the values strictly
+        inside them in equal bins, plus one bin for the values at or below the lower bound and one at or above
+        the upper (a row is in exactly one bin: sensitivity 1). Post-processing, all free:
+
+        - a piecewise-linear CDF of the inside bins that the encoding maps values through ("quantile"
+          scaling), so the generator's scalar is about uniform, not bunched up in a corner of [-1, 1] as a
+          skewed column's min-max value is;
+        - the outer bins whose noisy count does not clear ``ln(bins / 0.05) / epsilon`` (all empty bins stay
+          under it with 95% probability) are cut from both ends, so the generator cannot make values beyond
+          the data's bulk: a coarse public range such as [0, 5000] for values that end at 2,654 would
+          otherwise give a few synthetic outliers up to 5,000;
+        - returned: the bounds whose own bin clears that threshold, which become point masses (values
+          clipped there, or a real pile such as exact zeros); a bound that holds nobody is never generated.
+        """
         low, high = float(info.minimum), float(info.maximum)
         knots = np.linspace(low, high, DP_HISTOGRAM_BINS + 1)
         inside = values[(values > low) & (values < high)]
         counts = np.histogram(inside, bins=knots)[0].astype(float)
-        noisy = np.maximum(counts + rng.laplace(scale=1.0 / epsilon, size=len(counts)), 0.0) + 0.5  # no empty bin
-        cdf = np.concatenate([[0.0], np.cumsum(noisy) / noisy.sum()])
+        ends = np.array([np.sum(values <= low), np.sum(values >= high)], dtype=float)
+        noise = rng.laplace(scale=1.0 / epsilon, size=DP_HISTOGRAM_BINS + 2)
+        noisy, noisy_ends = counts + noise[:DP_HISTOGRAM_BINS], ends + noise[DP_HISTOGRAM_BINS:]
+        threshold = math.log((DP_HISTOGRAM_BINS + 2) / 0.05) / epsilon
+        significant = np.flatnonzero(noisy > threshold)
+        first, last = (int(significant[0]), int(significant[-1])) if significant.size else (0, DP_HISTOGRAM_BINS - 1)
+        kept = np.maximum(noisy[first : last + 1], 0.0) + 0.5  # no empty bin inside the bulk
+        cdf = np.concatenate([[0.0], np.cumsum(kept) / kept.sum()])
+        knots = knots[first : last + 2]
         info.scaling, info.knots, info.cdf = "quantile", [float(k) for k in knots], [float(c) for c in cdf]
-        self.privacy_ledger.append({"column": info.name, "what": f"shape ({DP_HISTOGRAM_BINS}-bin histogram)",
-                                    "epsilon": epsilon, "delta": 0.0, "mechanism": "Laplace histogram"})
+        self.privacy_ledger.append({"column": info.name, "what": f"shape ({DP_HISTOGRAM_BINS}-bin histogram and "
+                                    "the two bounds)", "epsilon": epsilon, "delta": 0.0,
+                                    "mechanism": "Laplace histogram, empty tails cut at a threshold"})
+        return [b for b, c in zip((low, high), noisy_ends, strict=True) if c > threshold]
 
     def _fit_discrete(self, info: ColumnInfo, series: pd.Series, index: int, declared: list | None,
                       budget: tuple | None) -> None:
@@ -719,7 +762,7 @@ class TabularTransformer:
         elif budget is not None:
             epsilon, delta = budget
             counts = series.value_counts(sort=False)
-            rng = np.random.default_rng([self.seed, index, 2])
+            rng = np.random.default_rng([self._noise_seed, index, 2])
             noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / epsilon, size=len(counts))
             threshold = 1 + 2 * math.log(1 / delta) / epsilon
             kept = sorted((c for c, keep in zip(zip(counts.index, noisy, strict=True), noisy > threshold,
