@@ -226,3 +226,99 @@ def test_video_settings_are_checked(clip_file):
         _config(clip_file, adv_weight=-1.0).validate()
     with pytest.raises(ConfigError, match="pack"):
         _config(clip_file, pack=2).validate()
+
+
+# --- discriminator stabilisers and the doctor's remedies for video -----------------------------------------
+def test_video_step_instance_noise_schedule_and_r1(tmp_path, clip_file):
+    from ganforge.data.video import read_clips
+
+    clips, _ = read_clips(clip_file)
+    step, g, d = _predict_step(0.05)
+    step.load_settings({"instance_noise": 0.5, "instance_noise_steps": 10, "r1_weight": 2.0})
+    step.iteration = 4
+    assert step.noise_std() == pytest.approx(0.5 * (1 - 4 / 10))
+    torch.manual_seed(0)
+    x = torch.zeros(4000)
+    assert float(step.noised(x).std()) == pytest.approx(0.3, rel=0.05)
+    step.iteration = 12
+    assert step.noise_std() == 0.0 and torch.equal(step.noised(x), x)  # annealed away, input untouched
+    step.iteration = 4
+    with Collector(tmp_path / "stats.jsonl") as c:
+        step([ClipWindows(clips, 4, 8, seed=0).next()])
+        means = c.flush(1)
+    assert means["Loss/D/r1"] > 0
+    assert step.settings() == {"instance_noise": 0.5, "instance_noise_steps": 10, "instance_noise_start": 0,
+                               "r1_weight": 2.0}
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        step.load_settings({"label_smoothing": 0.1})
+
+
+def test_instance_noise_and_r1_change_what_the_discriminator_learns(clip_file):
+    """Same seeds, same batch: a D step with noise and R1 ends at other weights than one without."""
+    from ganforge.data.video import read_clips
+
+    clips, _ = read_clips(clip_file)
+    batch = ClipWindows(clips, 4, 8, seed=0).next()
+    weights = []
+    for settings in ({}, {"instance_noise": 0.3}, {"r1_weight": 10.0}):
+        step, g, d = _predict_step(0.05)
+        step.load_settings(settings)
+        step.measure = False
+        torch.manual_seed(1)
+        step([batch])
+        weights.append(torch.cat([p.detach().flatten() for p in d.parameters()]))
+    assert not torch.allclose(weights[0], weights[1]) and not torch.allclose(weights[0], weights[2])
+
+
+def test_mocogan_step_r1_on_both_discriminators(tmp_path, clip_file):
+    from ganforge.data.video import read_clips
+
+    clips, _ = read_clips(clip_file)
+    torch.manual_seed(0)
+    g, di, dv = build_generator(GeneratorConfig(**GENERATE_NET), 1, (32, 32), 6)
+    step = MoCoGANStep(g, di, dv, get_loss("non_saturating"), torch.optim.Adam(g.parameters(), lr=1e-3),
+                       torch.optim.Adam([*di.parameters(), *dv.parameters()], lr=1e-3),
+                       noise=torch.Generator().manual_seed(0), image_frames=2, instance_noise=0.1, r1_weight=1.0)
+    with Collector(tmp_path / "stats.jsonl") as c:
+        step([ClipWindows(clips, 4, 6, seed=0).next()])
+        means = c.flush(1)
+    assert means["Loss/D/r1"] > 0 and means["Loss/D_image/r1"] > 0
+
+
+def test_video_config_takes_the_stabilisers_it_has(clip_file):
+    _config(clip_file, instance_noise=0.1, instance_noise_steps=8, r1_weight=1.0, auto_remedy=True).validate()
+    _config(clip_file, model="video_generate", clip_frames=6, r1_weight=1.0).validate()
+    with pytest.raises(ConfigError, match="label-smoothing"):
+        _config(clip_file, label_smoothing=0.1).validate()
+    with pytest.raises(ConfigError, match="MSE-only"):
+        _config(clip_file, adv_weight=0.0, r1_weight=1.0).validate()
+
+
+def test_auto_remedy_on_a_video_run(tmp_path, clip_file, monkeypatch):
+    """A planted mode_collapse at step 4 (begun at 3): the video run rolls back to checkpoint 2, switches on
+    annealed instance noise in place of DiffAugment (which frames-in-time models lack), halves lr_g, keeps
+    the new settings in its checkpoints, and ends at the requested step."""
+    from ganforge.monitor.doctor import Doctor, Finding, read_doctor_log
+    from ganforge.train.checkpoint import load_state
+
+    real_observe = Doctor.observe
+
+    def observe(self, record):
+        found = real_observe(self, record)
+        if record["step"] == 4 and not any(r.get("kind") == "action" for r in read_doctor_log(run)):
+            found = found + [Finding("mode_collapse", "warning", 3, 4, "planted", {"Probe/diversity": 0.1}, "")]
+        return found
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(Doctor, "observe", observe)
+    result = train(_config(clip_file, log_every=2, checkpoint_every=2, auto_remedy=True), run)
+    assert result.step == 8
+    actions = [r for r in read_doctor_log(run) if r["kind"] == "action"]
+    assert len(actions) == 1
+    detail = actions[0]["detail"]
+    assert detail["rollback"]["to_step"] == 2
+    assert detail["instance_noise"] == [0.0, 0.1] and "augment" not in detail
+    state = load_state(run / "checkpoints" / "step_000008")
+    assert state["step_settings"]["instance_noise"] == 0.1
+    assert state["step_settings"]["instance_noise_start"] == 2  # from the rolled-back step, annealed to the end
+

@@ -177,6 +177,9 @@ class RunConfig:
     _NOT_FOR_CYCLEGAN = ("conditional", "pack", "diffaugment", "instance_noise", "label_smoothing", "gp_weight",
                          "r1_weight", "ema", "minibatch_std", "auto_remedy")
 
+    # of those, what the video steps do implement (`ganforge.train.d_stabilisers`)
+    _NOT_FOR_VIDEO = tuple(n for n in _NOT_FOR_CYCLEGAN if n not in ("instance_noise", "r1_weight", "auto_remedy"))
+
     def _validate_init_from(self) -> None:
         if self.init_from is None:
             return
@@ -211,10 +214,14 @@ class RunConfig:
         if self.n_critic != 1:
             raise ConfigError("video models update their discriminators once per step; drop --n-critic")
         default = RunConfig()
-        used = [name for name in self._NOT_FOR_CYCLEGAN if getattr(self, name) != getattr(default, name)]
+        used = [name for name in self._NOT_FOR_VIDEO if getattr(self, name) != getattr(default, name)]
         if used:
             raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in used)}: not available for video "
-                              "models (they have spectral norm, --lr-decay and --loss)")
+                              "models (they have spectral norm, --instance-noise, --r1-weight, --lr-decay, --loss "
+                              "and --auto-remedy)")
+        if self.model == "video_predict" and self.adv_weight == 0 and (self.instance_noise or self.r1_weight):
+            raise ConfigError("--instance-noise and --r1-weight act on the discriminator, which an MSE-only "
+                              "predictor (--adv-weight 0) does not have: drop them or set --adv-weight > 0")
 
     def model_overrides(self) -> dict[str, Any]:
         """The network family's settings: ``model_config`` plus the stabilisers that live in the networks."""

@@ -181,11 +181,15 @@ class DoctorCallback(Callback):
                     group["lr"] = group["base_lr"] * trainer.lr_factor()
                 detail[key] = [old, opt.param_groups[0]["base_lr"]]
             else:
-                if key == "augment" and not self.is_image:
+                available = step_obj.settings() if hasattr(step_obj, "settings") else {}
+                if key == "augment" and (not self.is_image or "augment" not in available):
                     key, how, value = "instance_noise", "noise", 0.1  # DiffAugment is for images; noise suits any
                 if key == "label_smoothing" and self.config.loss not in ("non_saturating", "minimax", "lsgan"):
                     continue
-                old = step_obj.settings().get(key)
+                if key not in available:  # e.g. label smoothing for a video model: say so, change nothing
+                    detail[key] = "not available for this model"
+                    continue
+                old = available.get(key)
                 if how == "noise":  # instance noise from now, annealed to 0 over the rest of the run
                     step_obj.load_settings({"instance_noise_start": trainer.step,
                                             "instance_noise_steps": max(1, trainer.total_steps - trainer.step)})

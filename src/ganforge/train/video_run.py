@@ -190,9 +190,12 @@ def train_video(config: RunConfig, out: str | os.PathLike, resume: str | None = 
     valid = to_model_range(data.valid)  # (N_VALID, T, C, H, W) in [-1, 1], CPU
     k, m = config.context_frames, config.future_frames
     step: VideoStep | MoCoGANStep
+    stabilisers = {"instance_noise": config.instance_noise, "instance_noise_steps": config.instance_noise_steps,
+                   "r1_weight": config.r1_weight}
     if config.model == "video_predict":
         step = VideoStep(generator, nets["discriminator"], loss, opt_g, opt_d, noise=noise, context_frames=k,
-                         future_frames=m, adv_weight=config.adv_weight, gdl_weight=config.gdl_weight)
+                         future_frames=m, adv_weight=config.adv_weight, gdl_weight=config.gdl_weight,
+                         **stabilisers)
 
         def preview(path: Path) -> None:
             """Per clip two rows: the true clip, then its context followed by the prediction."""
@@ -218,7 +221,7 @@ def train_video(config: RunConfig, out: str | os.PathLike, resume: str | None = 
     else:
         net_config = generator.config
         step = MoCoGANStep(generator, nets["image_discriminator"], nets["discriminator"], loss, opt_g, opt_d,
-                           noise=noise, image_frames=net_config.image_frames)
+                           noise=noise, image_frames=net_config.image_frames, **stabilisers)
         t = config.clip_frames
         real_spread = mean_pairwise_distance(valid)
 

@@ -18,6 +18,10 @@ or to noise (MSE 170 vs 122 for MSE alone; bench/results/video.md).
 
 `MoCoGANStep` (Tulyakov et al. 2018): the image discriminator judges single frames, the video
 discriminator whole clips; the generator is trained against both.
+
+Both take instance noise and the R1 penalty (`ganforge.train.d_stabilisers`): every discriminator input,
+real and generated, in both phases, gets the same noise; R1 is taken on the real inputs. The doctor's
+``--auto-remedy`` can switch them on during a run (``settings()`` / ``load_settings()``).
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from torch import Tensor, nn
 from ganforge.errors import ConfigError
 from ganforge.losses import GANLoss, gradient_difference_loss
 from ganforge.monitor import report
+from ganforge.train.d_stabilisers import DiscriminatorStabilisers
 from ganforge.train.gan_step import _grad_norm, report_d_stats
 
 ClipBatch = tuple[Tensor, None]  # (clips (B, T, C, H, W) in [-1, 1], no labels)
 
 
-class VideoStep:
+class VideoStep(DiscriminatorStabilisers):
     """One step of adversarial future-frame prediction: D phase (if adversarial), then the predictor."""
 
     n_critic = 1
@@ -55,6 +60,9 @@ class VideoStep:
         adv_weight: float = 0.05,
         gdl_weight: float = 1.0,
         recon_weight: float = 1.0,
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 0,
+        r1_weight: float = 0.0,
     ):
         if context_frames < 1 or future_frames < 1:
             raise ConfigError(f"need at least one context and one future frame, got {context_frames} and "
@@ -69,6 +77,7 @@ class VideoStep:
         self.adv_weight, self.gdl_weight, self.recon_weight = float(adv_weight), float(gdl_weight), float(recon_weight)
         self.iteration = 0
         self.measure = True
+        self._init_stabilisers(instance_noise, instance_noise_steps, r1_weight)
 
     @property
     def adversarial(self) -> bool:
@@ -89,9 +98,10 @@ class VideoStep:
         # 1. discriminator: context + true future is real, context + predicted future is fake
         if self.adversarial:
             D.requires_grad_(True)
-            real_logits = D(torch.cat([context, future], dim=1))
-            fake_logits = D(torch.cat([context, predicted.detach()], dim=1))
-            loss_d = self.loss.discriminator(real_logits, fake_logits)
+            real = torch.cat([context, future], dim=1)
+            real_logits = D(self.noised(real))
+            fake_logits = D(self.noised(torch.cat([context, predicted.detach()], dim=1)))
+            loss_d = self.loss.discriminator(real_logits, fake_logits) + self.r1_term(D, real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             if self.measure:
@@ -104,7 +114,7 @@ class VideoStep:
         loss_g = self.recon_weight * recon + self.gdl_weight * gdl
         if self.adversarial:
             D.requires_grad_(False)
-            adv = self.loss.generator(D(torch.cat([context, predicted], dim=1)))
+            adv = self.loss.generator(D(self.noised(torch.cat([context, predicted], dim=1))))
             loss_g = loss_g + self.adv_weight / future[0, 0].numel() * adv  # see the module docstring: scale
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -134,7 +144,7 @@ class VideoStep:
         return self.predictor
 
 
-class MoCoGANStep:
+class MoCoGANStep(DiscriminatorStabilisers):
     """One MoCoGAN step: image and video discriminators, then the generator against both."""
 
     n_critic = 1
@@ -151,6 +161,9 @@ class MoCoGANStep:
         noise: torch.Generator,
         image_frames: int = 4,
         image_weight: float = 1.0,
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 0,
+        r1_weight: float = 0.0,
     ):
         self.generator = generator
         self.image_discriminator, self.video_discriminator = image_discriminator, video_discriminator
@@ -161,6 +174,7 @@ class MoCoGANStep:
         self.image_weight = float(image_weight)
         self.iteration = 0
         self.measure = True
+        self._init_stabilisers(instance_noise, instance_noise_steps, r1_weight)
 
     def _frames(self, clips: Tensor, index: Tensor) -> Tensor:
         """``image_frames`` frames of each clip, at ``index`` (B, k): (B * k, C, H, W)."""
@@ -182,11 +196,12 @@ class MoCoGANStep:
         for d in (DI, DV):
             d.requires_grad_(True)
         real_img, fake_img = self._frames(real, index), self._frames(fake.detach(), index)
-        ri, fi = DI(real_img), DI(fake_img)
-        rv, fv = DV(real), DV(fake.detach())
+        ri, fi = DI(self.noised(real_img)), DI(self.noised(fake_img))
+        rv, fv = DV(self.noised(real)), DV(self.noised(fake.detach()))
         loss_di = self.loss.discriminator(ri, fi)
         loss_dv = self.loss.discriminator(rv, fv)
-        loss_d = self.image_weight * loss_di + loss_dv
+        loss_d = self.image_weight * (loss_di + self.r1_term(DI, real_img, "Loss/D_image/r1")) + loss_dv \
+            + self.r1_term(DV, real)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         if self.measure:
@@ -196,8 +211,8 @@ class MoCoGANStep:
         # 2. generator against both
         for d in (DI, DV):
             d.requires_grad_(False)
-        loss_gi = self.loss.generator(DI(self._frames(fake, index)))
-        loss_gv = self.loss.generator(DV(fake))
+        loss_gi = self.loss.generator(DI(self.noised(self._frames(fake, index))))
+        loss_gv = self.loss.generator(DV(self.noised(fake)))
         loss_g = self.image_weight * loss_gi + loss_gv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
