@@ -8,7 +8,10 @@ noise with `ganforge.metrics.modes.mixture_mode_stats` (a sample is high quality
 its nearest mode; a mode is captured with at least 1 % of the high-quality samples; KL of the
 captured-mode histogram to uniform).
 
-    python bench/modes.py [--seeds 0,1,2,3,4] [--steps 6000]
+    python bench/modes.py [--seeds 0,1,2,3,4] [--steps 6000] [--arms plain,remedies,remedies+drs]
+
+An arm ``<arm>+drs`` samples the trained ``<arm>`` run (reused when it ran first) through discriminator
+rejection sampling (`ganforge.train.rejection`); its ``seconds`` are the rejection fit and sampling only.
 
 Targets (issue 4): all 8 ring modes and >= 24.5 of 25 grid modes on average, >= 90 % high quality
 (PacGAN reports 24.8 modes and 93.6 % on the grid).
@@ -37,22 +40,34 @@ MLP = {"hidden_g": (128, 128, 128), "hidden_d": (128, 128, 128), "z_dim": 16}
 PLAIN: dict = {}
 REMEDIES = {"r1_weight": 0.1, "ema": 0.999, "lr_decay": "linear"}
 ARMS = {"plain": PLAIN, "remedies": REMEDIES}
+# an arm "<arm>+drs" samples the trained <arm> run through discriminator rejection sampling
+DRS = {"steps": 6000, "lr": 1e-3, "gamma": 0.0}
 
 
 def run(data: str, arm: str, seed: int, steps: int, root: Path, n_eval: int, batch_size: int) -> dict:
-    out = root / f"{data}-{arm}-{seed}"
-    shutil.rmtree(out, ignore_errors=True)
+    base, drs = arm.removesuffix("+drs"), arm.endswith("+drs")
+    out = root / f"{data}-{base}-{seed}"
     config = RunConfig(model="mlp", data=data, model_config=dict(MLP), steps=steps, seed=seed, batch_size=batch_size,
                        sample_every=steps, checkpoint_every=steps, log_every=100, progress=False, threads=1,
-                       report=False, **ARMS[arm])
+                       report=False, **ARMS[base])
     start = time.time()
-    train(config, out)
+    if not (drs and (out / "checkpoints" / f"step_{steps:06d}").is_dir()):  # +drs reuses <arm>'s run when there
+        shutil.rmtree(out, ignore_errors=True)
+        train(config, out)
+    extra = {}
+    if drs:
+        from ganforge.train.rejection import fit_rejection
+
+        sampler = fit_rejection(out, steps=DRS["steps"], lr=DRS["lr"], seed=seed, progress=False)
+        samples = sampler.sample(n_eval, seed=10_000 + seed, gamma=DRS["gamma"])
+        extra = {"acceptance": sampler.info["last_acceptance"]}
+    else:
+        samples = load_run(out).sample(n_eval, seed=10_000 + seed)  # noise of its own, not the training stream
     seconds = time.time() - start
-    samples = load_run(out).sample(n_eval, seed=10_000 + seed)  # noise of its own, not the training stream
     stats = mixture_mode_stats(samples.numpy(), data)
     return {"data": data, "arm": arm, "seed": seed, "steps": steps, "modes": stats.modes_captured,
             "n_modes": stats.n_modes, "high_quality": stats.high_quality, "kl": stats.kl_to_uniform,
-            "seconds": round(seconds, 1)}
+            "seconds": round(seconds, 1), **extra}
 
 
 def main() -> None:
@@ -93,12 +108,14 @@ def main() -> None:
         f"{args.steps} steps; "
         "plain = non-saturating loss, Adam 2e-4, betas (0.5, 0.999)",
         f"- remedies: {json.dumps(REMEDIES)}",
+        "- +drs: the same run sampled by discriminator rejection sampling (`ganforge sample --rejection`): its D "
+        f"fitted to the density ratio for {DRS['steps']} steps at lr {DRS['lr']:g}, gamma {DRS['gamma']:g}",
         f"- protocol: {args.n_eval} samples from seeded noise (10000 + seed); high quality = within 3 std of the "
         "nearest mode (a ball); captured = at least 1% of the high-quality samples; KL of the captured-mode "
         "histogram (high-quality samples) to uniform",
         "",
-        "| data | arm | seeds | modes captured | high quality | KL | per seed (modes / HQ) |",
-        "|---|---|---|---|---|---|---|",
+        "| data | arm | seeds | modes captured | high quality | KL | accepted | per seed (modes / HQ) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for data in args.datasets.split(","):
         for arm in args.arms.split(","):
@@ -108,9 +125,10 @@ def main() -> None:
             kls = [r["kl"] for r in sel]
             kl = cell(kls, ".3f") if all(k != float("inf") for k in kls) else "inf (a run with no captured mode)"
             per = "; ".join(f"{r['modes']} / {r['high_quality']:.0%}" for r in sel)
+            accepted = cell([100 * r["acceptance"] for r in sel], ".1f") + " %" if "acceptance" in sel[0] else "-"
             lines.append(f"| {data} | {arm} | {len(sel)} | {cell([r['modes'] for r in sel], '.1f')} of "
                          f"{sel[0]['n_modes']} | {cell([100 * r['high_quality'] for r in sel], '.1f')} % | {kl} | "
-                         f"{per} |")
+                         f"{accepted} | {per} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -290,7 +290,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".png", ".npy", ".npz"):
         raise ConfigError(f"--out {out}: use a .png (grid), .npy or .npz file")
     run = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
-    images = run.sample(args.n, labels=args.label, seed=args.seed)
+    note = ""
+    if args.rejection:
+        from ganforge.train.rejection import REJECTION_DIR, fit_rejection, load_rejection
+
+        saved = Path(args.run_dir) / REJECTION_DIR / "rejection.json"
+        fitted = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
+        if args.refit_rejection or fitted is None or fitted.get("checkpoint") != run.checkpoint.name \
+                or fitted.get("steps") != args.rejection_steps:
+            sampler = fit_rejection(args.run_dir, checkpoint=str(run.checkpoint), steps=args.rejection_steps,
+                                    device=args.device, progress=not args.no_progress)
+        else:
+            sampler = load_rejection(args.run_dir, device=args.device)
+        images = sampler.sample(args.n, labels=args.label, seed=args.seed, gamma=args.rejection_gamma,
+                                progress=not args.no_progress)
+        note = f", discriminator rejection sampling: {sampler.info['last_acceptance']:.1%} of candidates accepted"
+    else:
+        images = run.sample(args.n, labels=args.label, seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     vector = run.spec.kind == "vector"
     if out.suffix.lower() == ".png":
@@ -307,7 +323,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             labels = np.full(n, args.label) if args.label is not None else np.arange(n) % run.spec.n_classes
             arrays["y"] = labels.astype(np.int64)
         np.savez(out, **arrays)
-    print(f"wrote {args.n} samples from {run.checkpoint}{' (EMA weights)' if run.uses_ema else ''} to {out}")
+    print(f"wrote {args.n} samples from {run.checkpoint}{' (EMA weights)' if run.uses_ema else ''} to {out}{note}")
     return 0
 
 
@@ -458,6 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nrow", type=int, help="images per grid row (default: square)")
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a checkpoint directory")
     p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
+    p.add_argument("--rejection", action="store_true",
+                   help="discriminator rejection sampling (Azadi et al. 2019): keep samples the way the density ratio "
+                   "says; fits the run's D against its generator once (RUN_DIR/rejection/), then reuses it")
+    p.add_argument("--rejection-gamma", type=float, default=0.0,
+                   help="acceptance shift: 0 (default) is exact rejection sampling, negative accepts more")
+    p.add_argument("--rejection-steps", type=_positive_int, default=2000,
+                   help="steps of fitting D to the density ratio (default 2000; a change refits)")
+    p.add_argument("--refit-rejection", action="store_true", help="fit the rejection discriminator again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="score a run (or a file of samples) with FD, KID, PRDC, mode and judge metrics",
