@@ -27,6 +27,16 @@ from ganforge.losses import r1_penalty
 from ganforge.monitor import report
 
 
+def annealed_std(sigma: float, steps: int, start: int, iteration: int) -> float:
+    """Instance noise std at ``iteration``: ``sigma`` from ``start``, linearly to 0 over ``steps`` (0: constant)."""
+    if sigma <= 0:
+        return 0.0
+    if steps <= 0:
+        return sigma
+    done = (iteration - start) / steps
+    return sigma * min(1.0, max(0.0, 1.0 - done))
+
+
 class DiscriminatorStabilisers:
     """Instance noise and R1 for a step; call `_init_stabilisers` from ``__init__``."""
 
@@ -63,12 +73,7 @@ class DiscriminatorStabilisers:
 
     def noise_std(self) -> float:
         """The instance noise's std at this step."""
-        if self.instance_noise <= 0:
-            return 0.0
-        if self.instance_noise_steps <= 0:
-            return self.instance_noise
-        done = (self.iteration - self.instance_noise_start) / self.instance_noise_steps
-        return self.instance_noise * min(1.0, max(0.0, 1.0 - done))
+        return annealed_std(self.instance_noise, self.instance_noise_steps, self.instance_noise_start, self.iteration)
 
     def noised(self, x: Tensor) -> Tensor:
         """``x`` as a discriminator sees it: with this step's instance noise (unchanged without)."""

@@ -24,6 +24,7 @@ from ganforge.losses import (
 )
 from ganforge.monitor import report
 from ganforge.train.augment import diff_augment, parse_policy
+from ganforge.train.d_stabilisers import annealed_std
 from ganforge.train.ema import EMA
 
 Batch = tuple[Tensor, Tensor | None]  # (images in [-1, 1], labels or None)
@@ -162,12 +163,7 @@ class GANStep:
 
     def noise_std(self) -> float:
         """The instance noise's std at this step."""
-        if self.instance_noise <= 0:
-            return 0.0
-        if self.instance_noise_steps <= 0:
-            return self.instance_noise
-        done = (self.iteration - self.instance_noise_start) / self.instance_noise_steps
-        return self.instance_noise * min(1.0, max(0.0, 1.0 - done))
+        return annealed_std(self.instance_noise, self.instance_noise_steps, self.instance_noise_start, self.iteration)
 
     def d_input(self, x: Tensor) -> Tensor:
         """What D sees of a batch: augmented, noised and packed as configured."""
