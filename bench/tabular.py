@@ -7,7 +7,8 @@ independent per-column sampling, on three real tables, judged by ganforge's audi
 Ablations of ganforge's defaults are systems too: ganforge_gmm, ganforge_quantile (numeric encoding),
 ganforge_no_moments (moment_weight 0), ganforge_ctgan_steps (no minimum step count: CTGAN's 300 epochs).
 ganforge_dp<ε>_schema is ganforge_dp<ε> with the discrete columns' categories declared public (a schema);
-ganforge_dp<ε>_ms<p> spends p% of ε on the released moments (DPConfig.moment_share; default 25).
+ganforge_dp<ε>_ms<p> spends p% of ε on the released moments (DPConfig.moment_share; default 25);
+ganforge_dp<ε>_dn<k> soft-thresholds their cross-column covariances at k noise stds (moment_threshold; dn0: off).
 
 DIR (or $GANFORGE_TABLES) holds credit_data.csv, default.csv and colon.csv. Each table is split 80/20,
 stratified on its target, with the seed; every system is fitted on the 80% in its own process with one
@@ -90,8 +91,13 @@ def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: 
                 declared = {c: sorted(train[c].dropna().unique().tolist(), key=str) for c in discrete} \
                     if "schema" in variants else {}
                 # _ms<percent>: the share of ε spent on the released moments (DPConfig.moment_share)
-                shares = [{"moment_share": int(v[2:]) / 100} for v in variants if v.startswith("ms")]
-                dp = DPConfig(epsilon=float(epsilon), categories=declared, **(shares[-1] if shares else {}))
+                extra = {}
+                for v in variants:
+                    if v.startswith("ms"):
+                        extra["moment_share"] = int(v[2:]) / 100
+                    elif v.startswith("dn"):
+                        extra["moment_threshold"] = float(v[2:])
+                dp = DPConfig(epsilon=float(epsilon), categories=declared, **extra)
             model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1, **VARIANTS.get(system, {}))
             model.fit(train, discrete_columns=discrete, target=target)  # as `ganforge tabular fit --target`
             fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0

@@ -62,7 +62,9 @@ class DPConfig:
     ``moment_share`` of ε (and a quarter of δ) releases the mean and covariance of the encoded rows with the
     Gaussian mechanism (`ganforge.privacy.release_moments`), which the generator then matches as it does the
     real batch's without DP: the critic, noised by DP-SGD, passes on little of how columns relate. 0 turns
-    it off, leaving the critic that share.
+    it off, leaving the critic that share. The released moments are then denoised (`denoise_moments`,
+    post-processing, free): one-hot blocks made consistent, and covariances between columns soft-thresholded
+    at ``moment_threshold`` times their noise std (0: not thresholded).
     ``noise_seed`` seeds every DP noise draw (preprocessing, target, moments, DP-SGD). By default a secret one
     is drawn from the operating system (`secrets`) and kept only in the run directory's ``config.json`` (a
     resumed fit needs the same noise, or it would release everything twice), never in the saved model:
@@ -78,6 +80,7 @@ class DPConfig:
     categories: dict[str, list] = field(default_factory=dict)
     histograms: bool = True
     moment_share: float = 0.25
+    moment_threshold: float = 2.0
     noise_seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -91,6 +94,9 @@ class DPConfig:
             raise ConfigError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
         if not 0 < self.preprocessing_share < 1:
             raise ConfigError(f"preprocessing_share must be in (0, 1), got {self.preprocessing_share}")
+        if not (math.isfinite(self.moment_threshold) and self.moment_threshold >= 0):
+            raise ConfigError(f"moment_threshold is a number of noise stds >= 0 (2 by default), got "
+                              f"{self.moment_threshold!r}")
         if not 0 <= self.moment_share < 1 or self.preprocessing_share + self.moment_share >= 0.95:
             raise ConfigError(f"moment_share must be in [0, 1) and leave the critic at least 5% of epsilon with "
                               f"preprocessing_share {self.preprocessing_share}; got {self.moment_share}")
@@ -338,12 +344,15 @@ class TabularGAN:
         if dp is not None:
             from opacus.accountants.utils import get_noise_multiplier
 
-            from ganforge.privacy import release_moments, row_norm_bound
+            from ganforge.privacy import denoise_moments, release_moments, row_norm_bound
 
             if self.moment_weight:  # released once, before training: the generator matches them (post-processing)
                 moments = release_moments(rows, dp.epsilon * dp.moment_share, delta / 4,
                                           bound=row_norm_bound(transformer.spans),
                                           generator=torch.Generator().manual_seed(self._noise_seed ^ 11))
+                spans = transformer.spans
+                moments = denoise_moments(moments, [(sp.start, sp.end) for sp in spans],
+                                          [sp.activation == "softmax" for sp in spans], dp.moment_threshold)
                 moment_target = (moments.mean.to(device), moments.covariance.to(device))
                 self._target_ledger.append(moments.ledger_entry())
             critic_delta = delta / 4 if self.moment_weight else delta / 2
