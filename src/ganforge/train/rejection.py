@@ -69,9 +69,9 @@ class RejectionSampler:
         return x, logits
 
     def _sample_one(self, n: int, label: int | None, gamma: float, gen: torch.Generator, chunk: int,
-                    max_candidates: int, bar: tqdm | None) -> tuple[Tensor, int]:
+                    max_candidates: int, bar: tqdm | None) -> tuple[Tensor, int, int]:
         kept: list[Tensor] = []
-        have, drawn, max_logit = 0, 0, -math.inf
+        have, drawn, passed, max_logit = 0, 0, 0, -math.inf
         while have < n:
             if drawn >= max_candidates:
                 rate = have / max(drawn, 1)
@@ -86,18 +86,19 @@ class RejectionSampler:
             d = logits - max_logit
             f = d - torch.log1p(-torch.exp(d - EPS))
             accept = torch.rand(len(f), generator=gen, dtype=torch.double) < torch.sigmoid(f - gamma)
+            passed += int(accept.sum())
             taken = x[accept.to(x.device)][: n - have]
             kept.append(taken)
             have += len(taken)
             if bar is not None:
                 bar.update(len(taken))
-        return torch.cat(kept), drawn
+        return torch.cat(kept), drawn, passed
 
     def sample(self, n: int, labels: int | None = None, seed: int = 0, gamma: float = 0.0, chunk: int | None = None,
                max_candidates_per_sample: int = 1000, progress: bool = False) -> Tensor:
         """``n`` accepted samples (same layout as `TrainedRun.sample`); conditional runs cycle through the
-        classes (or take ``labels``, one class). ``self.info["last_acceptance"]`` says how many candidates
-        it took."""
+        classes (or take ``labels``, one class). ``self.info["last_acceptance"]`` is the share of candidates
+        that passed (candidates come in chunks, so more may pass than were needed)."""
         if n <= 0:
             raise ConfigError(f"--n must be a positive number of samples, got {n}")
         if chunk is None:  # 10,000 candidates a chunk, fewer for large images (about 128 MB of floats)
@@ -114,16 +115,16 @@ class RejectionSampler:
             wanted, counts = [None], [n]
         gen = torch.Generator().manual_seed(seed)
         bar = tqdm(total=n, desc="rejection sampling", unit="sample", disable=not progress)
-        parts, drawn = {}, 0
+        parts, drawn, passed = {}, 0, 0
         try:
             for label, count in zip(wanted, counts, strict=True):
                 if count:
-                    parts[label], used = self._sample_one(count, label, gamma, gen, chunk,
-                                                          max_candidates_per_sample * count + chunk, bar)
-                    drawn += used
+                    parts[label], used, ok = self._sample_one(count, label, gamma, gen, chunk,
+                                                              max_candidates_per_sample * count + chunk, bar)
+                    drawn, passed = drawn + used, passed + ok
         finally:
             bar.close()
-        self.info["last_acceptance"] = n / drawn
+        self.info["last_acceptance"] = passed / drawn  # the share of candidates that passed the test
         if not classes:
             return parts[None]
         # the order TrainedRun.sample uses: sample i has class i % classes (or all the one label)
