@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -275,7 +276,7 @@ def test_dp_histogram_drops_a_category_seen_once(frame: pd.DataFrame) -> None:
                                                  dp=(1.0, 1e-6), dp_histograms=False)
     assert [entry["column"] for entry in transformer.privacy_ledger] == ["colour"]
     values = transformer.category_values("colour")
-    assert "red" in values and "violet" not in values  # threshold 1 + 2 ln(1e6) = 28.6 counts
+    assert "red" in values and "violet" not in values  # one column: Gaussian threshold ~24 counts (Laplace 28.6)
     rows = transformer.transform(frame)  # the suppressed value reads as missing, without an error
     missing = spans_of(transformer, "colour")["missing"]
     assert rows[7, missing.start + 1] == 1
@@ -384,3 +385,28 @@ def test_dp_histogram_cuts_an_empty_end_and_keeps_only_bounds_that_hold_rows() -
     rows[:, span["mode"].start] = 1.0  # every row in the continuous mode, at the top of its scalar
     rows[:, span["value"].start] = 1.0
     assert fitted.inverse_transform(rows)["debt"].max() <= info.knots[-1] + 1e-6
+
+
+def test_dp_categories_of_many_columns_are_released_jointly() -> None:
+    """Twelve categorical columns share one Gaussian partition selection: a category of 100 rows clears its
+    threshold (~51 rows), where twelve Laplace histograms at a twelfth of epsilon each would need ~216; a
+    value one row holds is never released; the ledger splits the one release over the columns."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame({f"c{j}": rng.choice(["a", "b", "c"], size=n) for j in range(12)})
+    frame.loc[:99, "c0"] = "rare"
+    frame.loc[100, "c1"] = "once"
+    epsilon, delta = 1.25, 1.6e-4
+    released, once = 0, 0
+    for seed in range(20):
+        t = TabularTransformer().fit(frame, dp=(epsilon, delta), dp_histograms=False, noise_seed=seed)
+        released += "rare" in t.category_values("c0")
+        once += "once" in t.category_values("c1")
+    assert released == 20 and once == 0
+    assert sum(e["epsilon"] for e in t.privacy_ledger) == pytest.approx(epsilon)
+    assert sum(e["delta"] for e in t.privacy_ledger) == pytest.approx(delta)
+    assert len(t.privacy_ledger) == 12 and "over 12 column(s) at once" in t.privacy_ledger[0]["mechanism"]
+    note = next(note for note in t.notes if "fewer than about" in note)
+    threshold = int(note.split("about ")[1].split()[0])
+    assert 40 < threshold < 65
+    assert 1 + 2 * math.log(12 / delta) / (epsilon / 12) > 200  # what separate Laplace histograms would need

@@ -231,8 +231,9 @@ class TabularTransformer:
            (its shape, a Laplace histogram of DP_HISTOGRAM_BINS equal bins between its bounds; without
            ``bounds``, half of the column's epsilon first buys its range: the outer edges of the public
            log-spaced bins whose Laplace-noised count clears a threshold) and categorical columns without
-           ``categories`` (a Laplace histogram with scale 1/epsilon_col, keeping categories whose noisy count exceeds
-           1 + 2 ln(1/delta_col)/epsilon_col; delta is split over these columns only). Datetime columns
+           ``categories``, whose shares are pooled into one Gaussian partition selection over all of them
+           (`_dp_release_categories`: a value is kept when its noisy count clears a threshold; all of delta
+           goes to it). Datetime columns
            need ``bounds``. Each spend is an entry of ``privacy_ledger``. With ``dp_histograms=False`` numeric
            columns get no histogram (min-max scaling), so a fully declared table costs nothing.
         3. Numeric columns get one mode (no mixture, which would look at the data) whose scalar is the
@@ -263,6 +264,7 @@ class TabularTransformer:
     def _fit_columns(self, df: pd.DataFrame, bounds: dict, categories: dict) -> None:
         kinds = {name: self._kind(df[name], name, categories) for name in df.columns}
         budget = self._plan_budget(df, kinds, bounds, categories)
+        self._released = self._dp_release_categories(df, kinds, categories, budget)
         for index, name in enumerate(df.columns):
             series = df[name]
             kind, note = kinds[name]
@@ -597,6 +599,59 @@ class TabularTransformer:
         return {name: (epsilon / len(needs), delta / n_histograms if what == "categories" else 0.0)
                 for name, what in needs}
 
+    def _dp_release_categories(self, df: pd.DataFrame, kinds: dict, categories: dict,
+                               budget: dict[Any, tuple]) -> dict[Any, list[tuple[Any, float]]]:
+        """DP mode: the categories of every discrete column that needs them, released in one go by Gaussian
+        partition selection (Korolova et al. 2009; Wilson et al. 2020, "Differentially private SQL with
+        bounded user contribution").
+
+        Each (column, value) pair is a partition; one row adds 1 to at most k of them (one per column), so the
+        vector of counts has L2 sensitivity sqrt(k). Gaussian noise of std sigma (the analytic calibration of
+        `ganforge.privacy.gaussian_sigma` for the columns' summed epsilon and half their delta) is added to
+        every observed count, and a value is kept when its noisy count exceeds
+        tau = 1 + sigma * Phi^-1(1 - (delta/2) / k): a value that only the added row holds (count 1) passes
+        with probability at most (delta/2)/k, so all k together at most delta/2. Against k separate Laplace
+        histograms this lowers the count a category needs from ~270 to ~50 rows for colon's 11 columns at
+        epsilon 5 (25% preprocessing share), because noise grows as sqrt(k) instead of k. With one column
+        the per-column Laplace histogram (threshold 1 + 2 ln(1/delta)/epsilon) is used where it needs fewer
+        rows. The spend is entered in the ledger per column (an equal part of the one release)."""
+        from scipy.stats import norm
+
+        from ganforge.privacy import gaussian_sigma
+
+        names = [name for name in df.columns if name in budget and kinds[name][0] in DISCRETE_KINDS
+                 and name not in categories]
+        if not names:
+            return {}
+        k = len(names)
+        epsilon = sum(budget[name][0] for name in names)
+        delta = sum(budget[name][1] for name in names)
+        sigma = gaussian_sigma(epsilon, delta / 2, math.sqrt(k))
+        tau = 1 + sigma * float(norm.isf(delta / 2 / k))
+        laplace_tau = 1 + 2 * math.log(1 / delta) / epsilon
+        use_laplace = k == 1 and laplace_tau < tau
+        released: dict[Any, list[tuple[Any, float]]] = {}
+        for name in names:
+            index = list(df.columns).index(name)
+            counts = df[name].value_counts(sort=False)
+            rng = np.random.default_rng([self._noise_seed, index, 2])
+            if use_laplace:
+                noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / epsilon, size=len(counts))
+            else:
+                noisy = counts.to_numpy(dtype=float) + rng.normal(scale=sigma, size=len(counts))
+            threshold = laplace_tau if use_laplace else tau
+            released[name] = sorted(((v, float(c)) for v, c in zip(counts.index, noisy, strict=True) if c > threshold),
+                                    key=lambda p: (-p[1], _sort_key(p[0])))
+            mechanism = ("Laplace histogram with a threshold (stability-based)" if use_laplace else
+                         f"Gaussian partition selection over {k} column(s) at once (noise std {sigma:.3g}, "
+                         f"threshold {tau:.1f} rows)")
+            self.privacy_ledger.append({"column": name, "what": "categories", "epsilon": epsilon / k,
+                                        "delta": delta / k, "mechanism": mechanism})
+        self.notes.append(f"categories of {k} column(s) released with differential privacy: a value held by fewer "
+                          f"than about {math.ceil(laplace_tau if use_laplace else tau)} rows is not released (it "
+                          "comes back as missing); declare categories={column: [...]} where the values are public")
+        return released
+
     # ------------------------------------------------------------------------------------------------------
     # Fitting one column
 
@@ -760,17 +815,9 @@ class TabularTransformer:
                                       f"{list(unknown)}")
                 info.fill_slot = int(np.argmax(np.bincount(codes, minlength=len(info.categories))))
         elif budget is not None:
-            epsilon, delta = budget
-            counts = series.value_counts(sort=False)
-            rng = np.random.default_rng([self._noise_seed, index, 2])
-            noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / epsilon, size=len(counts))
-            threshold = 1 + 2 * math.log(1 / delta) / epsilon
-            kept = sorted((c for c, keep in zip(zip(counts.index, noisy, strict=True), noisy > threshold,
-                                                strict=True) if keep), key=lambda p: (-p[1], _sort_key(p[0])))
+            kept = self._released[info.name]  # (value, noisy count) pairs, from the joint release
             info.categories = [_plain(v) for v, _ in kept]
             info.noisy_counts = [float(c) for _, c in kept]  # released with them: free to reuse
-            self.privacy_ledger.append({"column": info.name, "what": "categories", "epsilon": epsilon, "delta": delta,
-                                        "mechanism": "Laplace histogram with a threshold (stability-based)"})
             if not info.categories:
                 self.notes.append(f"column {info.name!r}: no category is frequent enough to be released under "
                                   f"differential privacy, so the column comes back empty; declare "
