@@ -41,7 +41,7 @@ PLAIN: dict = {}
 REMEDIES = {"r1_weight": 0.1, "ema": 0.999, "lr_decay": "linear"}
 ARMS = {"plain": PLAIN, "remedies": REMEDIES}
 # an arm "<arm>+drs" samples the trained <arm> run through discriminator rejection sampling
-DRS = {"steps": 6000, "lr": 1e-3, "gamma": 0.0}
+DRS = {"steps": 6000, "lr": 1e-3, "gammas": (0.0, -3.0, -6.0), "max_candidates_per_sample": 2000}
 
 
 def run(data: str, arm: str, seed: int, steps: int, root: Path, n_eval: int, batch_size: int) -> dict:
@@ -56,11 +56,20 @@ def run(data: str, arm: str, seed: int, steps: int, root: Path, n_eval: int, bat
         train(config, out)
     extra = {}
     if drs:
+        from ganforge.errors import ConfigError
         from ganforge.train.rejection import fit_rejection
 
         sampler = fit_rejection(out, steps=DRS["steps"], lr=DRS["lr"], seed=seed, progress=False)
-        samples = sampler.sample(n_eval, seed=10_000 + seed, gamma=DRS["gamma"])
-        extra = {"acceptance": sampler.info["last_acceptance"]}
+        for gamma in DRS["gammas"]:  # exact rejection first; a shift only where it accepts too few candidates
+            try:
+                samples = sampler.sample(n_eval, seed=10_000 + seed, gamma=gamma,
+                                         max_candidates_per_sample=DRS["max_candidates_per_sample"])
+                break
+            except ConfigError as e:
+                print(f"  {data} seed {seed}, gamma {gamma}: {e}", flush=True)
+        else:
+            raise SystemExit(f"rejection sampling failed at every gamma of {DRS['gammas']}")
+        extra = {"acceptance": sampler.info["last_acceptance"], "gamma": gamma}
     else:
         samples = load_run(out).sample(n_eval, seed=10_000 + seed)  # noise of its own, not the training stream
     seconds = time.time() - start
@@ -109,7 +118,9 @@ def main() -> None:
         "plain = non-saturating loss, Adam 2e-4, betas (0.5, 0.999)",
         f"- remedies: {json.dumps(REMEDIES)}",
         "- +drs: the same run sampled by discriminator rejection sampling (`ganforge sample --rejection`): its D "
-        f"fitted to the density ratio for {DRS['steps']} steps at lr {DRS['lr']:g}, gamma {DRS['gamma']:g}",
+        f"fitted to the density ratio for {DRS['steps']} steps at lr {DRS['lr']:g}; gamma 0 (exact rejection "
+        f"sampling), or the first of {DRS['gammas'][1:]} that accepts at least 1 in "
+        f"{DRS['max_candidates_per_sample']} candidates (per seed below)",
         f"- protocol: {args.n_eval} samples from seeded noise (10000 + seed); high quality = within 3 std of the "
         "nearest mode (a ball); captured = at least 1% of the high-quality samples; KL of the captured-mode "
         "histogram (high-quality samples) to uniform",
@@ -124,7 +135,8 @@ def main() -> None:
                 continue
             kls = [r["kl"] for r in sel]
             kl = cell(kls, ".3f") if all(k != float("inf") for k in kls) else "inf (a run with no captured mode)"
-            per = "; ".join(f"{r['modes']} / {r['high_quality']:.0%}" for r in sel)
+            per = "; ".join(f"{r['modes']} / {r['high_quality']:.0%}"
+                            + (f" (γ {r['gamma']:g})" if r.get("gamma") else "") for r in sel)
             accepted = cell([100 * r["acceptance"] for r in sel], ".1f") + " %" if "acceptance" in sel[0] else "-"
             lines.append(f"| {data} | {arm} | {len(sel)} | {cell([r['modes'] for r in sel], '.1f')} of "
                          f"{sel[0]['n_modes']} | {cell([100 * r['high_quality'] for r in sel], '.1f')} % | {kl} | "

@@ -7,6 +7,7 @@ independent per-column sampling, on three real tables, judged by ganforge's audi
 Ablations of ganforge's defaults are systems too: ganforge_gmm, ganforge_quantile (numeric encoding),
 ganforge_no_moments (moment_weight 0), ganforge_ctgan_steps (no minimum step count: CTGAN's 300 epochs).
 ganforge_dp<ε>_schema is ganforge_dp<ε> with the discrete columns' categories declared public (a schema);
+ganforge_dp<ε>_domain also declares the numeric columns' ranges (data-dictionary style, see _dictionary_range);
 ganforge_dp<ε>_ms<p> spends p% of ε on the released moments (DPConfig.moment_share; default 25);
 ganforge_dp<ε>_dn<k> soft-thresholds their cross-column covariances at k noise stds (moment_threshold; dn0: off).
 
@@ -72,6 +73,14 @@ def gaussian_copula(train, n: int, seed: int):
     return pd.DataFrame({c: inverse[j][idx[:, j]] for j, c in enumerate(train.columns)}).astype(train.dtypes)
 
 
+def _dictionary_range(column) -> tuple[float, float]:
+    """A column's range as a data dictionary would state it: the observed one rounded outward to the leading
+    digit of its width ([18, 85] -> [10, 90], [8, 3329] -> [0, 4000], [1, 3] -> [1, 3])."""
+    low, high = float(column.min()), float(column.max())
+    step = 10.0 ** np.floor(np.log10(max(high - low, 1e-12)))
+    return float(np.floor(low / step) * step), float(np.ceil(high / step) * step)
+
+
 # --- one fit in its own process ----------------------------------------------------------------------------
 def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: int, epochs: int, queue) -> None:
     import torch
@@ -89,7 +98,13 @@ def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: 
                 # _schema: the discrete columns' categories declared as a public schema (as MST/AIM users
                 # must give their domain), so none is suppressed and none costs budget
                 declared = {c: sorted(train[c].dropna().unique().tolist(), key=str) for c in discrete} \
-                    if "schema" in variants else {}
+                    if "schema" in variants or "domain" in variants else {}
+                # _domain: the schema plus every numeric column's range as a data dictionary would give it (the
+                # observed range rounded outward to the leading digit of its width: colon's age [18, 85] is
+                # declared [10, 90]), the domain MST/AIM users must declare for every column
+                bounds = {c: _dictionary_range(train[c]) for c in train.columns
+                          if c not in discrete and np.issubdtype(train[c].dtype, np.number)} \
+                    if "domain" in variants else {}
                 # _ms<percent>: the share of ε spent on the released moments (DPConfig.moment_share)
                 extra = {}
                 for v in variants:
@@ -97,7 +112,7 @@ def _fit_and_sample(system: str, train, discrete: list[str], target: str, seed: 
                         extra["moment_share"] = int(v[2:]) / 100
                     elif v.startswith("dn"):
                         extra["moment_threshold"] = float(v[2:])
-                dp = DPConfig(epsilon=float(epsilon), categories=declared, **extra)
+                dp = DPConfig(epsilon=float(epsilon), categories=declared, bounds=bounds, **extra)
             model = TabularGAN(epochs=epochs, seed=seed, dp=dp, progress=False, threads=1, **VARIANTS.get(system, {}))
             model.fit(train, discrete_columns=discrete, target=target)  # as `ganforge tabular fit --target`
             fit_s, fit_cpu = time.time() - start, time.process_time() - cpu0
