@@ -335,15 +335,21 @@ def test_dp_sample_matches_only_released_counts():
     real = table(n=2000, seed=6)
     model = TabularGAN(**{**TINY, "steps": 3}, dp=DPConfig(noise_seed=1, epsilon=20.0, delta=1e-5, bounds={
         "income": (0, 20000), "age": (0, 100), "score": (0, 1000)})).fit(real)
-    assert model.category_rates is None  # exact counts would leak around the guarantee
+    # no exact counts (they would leak around the guarantee): only rates read off the released moments, for the
+    # column whose categories were not counted (a boolean's are public)
+    assert [c for c, _ in model.category_rates] == ["member"]
     info = next(c for c in model.transformer.columns if c.name == "status")
     released = np.maximum(info.noisy_counts, 0) / np.maximum(info.noisy_counts, 0).sum()
     assert abs(released[info.categories.index("bad")] - (real["status"] == "bad").mean()) > 1e-4  # noisy
     fake = model.sample(2000, seed=0)
     present = fake["status"].dropna()
     assert (present == "bad").mean() == pytest.approx(released[info.categories.index("bad")], abs=2 / len(present))
-    # a boolean's categories are public and were not counted: it is left as generated
-    assert model._rate_targets(None) and "member" not in [c for c, _ in model._rate_targets(None)]
+    # a boolean's categories are public and were not counted: it is matched to the moments' noisy rate
+    member = dict(model.category_rates)["member"]
+    true_rate = float(real["member"].mean())
+    assert abs(member[model.transformer.category_values("member").index(True)] - true_rate) > 1e-4  # noisy
+    assert (fake["member"] == True).mean() == pytest.approx(  # noqa: E712
+        member[model.transformer.category_values("member").index(True)], abs=2 / len(fake))
 
 
 def test_dp_generator_matches_moments_released_with_their_share_of_the_budget(tmp_path):

@@ -235,7 +235,7 @@ class TabularGAN:
             print(f"tabular: {note}", file=sys.stderr)
         encoded = transformer.transform(df)
         # the real rate of every category (and of missing), for `sample` to match; a DP model keeps only the
-        # noisy counts its categories were released with
+        # noisy counts its categories were released with, and rates read off the released moments (`_moment_rates`)
         self.category_rates = None if dp is not None else [
             [column, list(map(float, np.bincount(code, minlength=len(transformer.category_values(column)) + 1)
                               / len(code)))]
@@ -354,6 +354,7 @@ class TabularGAN:
                 spans = transformer.spans
                 moments = denoise_moments(moments, [(sp.start, sp.end) for sp in spans],
                                           [sp.activation == "softmax" for sp in spans], dp.moment_threshold)
+                self.category_rates = self._moment_rates(moments.mean.numpy())
                 moment_target = (moments.mean.to(device), moments.covariance.to(device))
                 self._target_ledger.append(moments.ledger_entry())
             critic_delta = delta / 4 if self.moment_weight else delta / 2
@@ -520,10 +521,29 @@ class TabularGAN:
             rows = self._honour_target(rows, cond.vector, categories, noise, max_tries)
         return rows
 
+    def _moment_rates(self, mean: np.ndarray) -> list[list]:
+        """DP: category and missing rates read off the released mean of the encoded rows (a one-hot block's mean
+        is its categories' frequencies; post-processing, free) for the discrete columns that have no noisy counts
+        of their own (declared categories, booleans) other than the target, which has its own frequencies."""
+        out = []
+        for info in self.transformer.columns:
+            if info.kind not in ("categorical", "boolean") or info.noisy_counts is not None or info.name == self.target:
+                continue
+            spans = {sp.role: sp for sp in self.transformer.spans if sp.column == info.name}
+            if "category" not in spans:
+                continue
+            cat = spans["category"]
+            p = np.clip(mean[cat.start:cat.end].astype(float), 0, None)
+            p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1 / len(p))
+            missing = float(np.clip(mean[spans["missing"].start + 1], 0, 1)) if "missing" in spans else 0.0
+            out.append([info.name, list(map(float, np.append(p * (1 - missing), missing)))])
+        return out
+
     def _rate_targets(self, codes: dict[Any, np.ndarray] | None) -> list[tuple[Any, np.ndarray]]:
         """(column, rates over its codes, missing last) for every discrete column `sample` can match: the real
-        rates kept at fit, or with DP the released noisy counts (the missing share then left as generated,
-        read from ``codes``); the target at the frequencies it is allotted with. ``codes=None``: just which."""
+        rates kept at fit; with DP the released noisy counts (the missing share then left as generated, read
+        from ``codes``), else the rates read off the released moments; the target at the frequencies it is
+        allotted with. ``codes=None``: just which."""
         out: list[tuple[Any, np.ndarray]] = []
         target = self._target_index()
         for info in self.transformer.columns:
@@ -533,7 +553,9 @@ class TabularGAN:
             rates = None
             if target is not None and info.name == self.target:
                 rates = np.append(np.asarray(self.condition_frequencies[target], dtype=float), 0.0)[:size]
-            elif self.category_rates is not None:
+            elif self.dp is None and self.category_rates is not None:
+                rates = next((np.asarray(r, dtype=float) for c, r in self.category_rates if c == info.name), None)
+            elif info.noisy_counts is None and self.category_rates is not None:  # DP: from the released moments
                 rates = next((np.asarray(r, dtype=float) for c, r in self.category_rates if c == info.name), None)
             elif info.noisy_counts is not None and len(info.noisy_counts) == size - 1:
                 present = np.maximum(np.asarray(info.noisy_counts, dtype=float), 0.0)
