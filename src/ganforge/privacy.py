@@ -108,7 +108,7 @@ def release_moments(rows: torch.Tensor, epsilon: float, delta: float, bound: flo
 
 
 def denoise_moments(moments: ReleasedMoments, blocks: list[tuple[int, int]], one_hot: list[bool],
-                    threshold: float = 2.0) -> ReleasedMoments:
+                    threshold: float = 0.0) -> ReleasedMoments:
     """Post-processing of a `release_moments` of encoded table rows (free under DP): use what is known about
     the encoding and the noise, so the generator is not taught relations that are only noise.
 
@@ -119,7 +119,8 @@ def denoise_moments(moments: ReleasedMoments, blocks: list[tuple[int, int]], one
     - Between blocks, each covariance entry is soft-thresholded at ``threshold`` times its noise std
       (sigma / count): an entry of two unrelated columns is pure noise, and with many columns most pairs
       are unrelated (DP noise of ~0.04 on colon's covariances made spurious correlations of ~0.15). A real
-      relation loses that much of its size and is kept. 0 skips the thresholding.
+      relation loses that much of its size and is kept. 0 (the default, as `DPConfig.moment_threshold`)
+      skips the thresholding.
     """
     mean = moments.mean.double().clone()
     cov = moments.covariance.double().clone()

@@ -553,9 +553,8 @@ class TabularGAN:
             rates = None
             if target is not None and info.name == self.target:
                 rates = np.append(np.asarray(self.condition_frequencies[target], dtype=float), 0.0)[:size]
-            elif self.dp is None and self.category_rates is not None:
-                rates = next((np.asarray(r, dtype=float) for c, r in self.category_rates if c == info.name), None)
-            elif info.noisy_counts is None and self.category_rates is not None:  # DP: from the released moments
+            elif self.category_rates is not None and (self.dp is None or info.noisy_counts is None):
+                # the fitted rates; with DP, those read off the released moments (noisy counts come first)
                 rates = next((np.asarray(r, dtype=float) for c, r in self.category_rates if c == info.name), None)
             elif info.noisy_counts is not None and len(info.noisy_counts) == size - 1:
                 present = np.maximum(np.asarray(info.noisy_counts, dtype=float), 0.0)

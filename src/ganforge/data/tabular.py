@@ -276,7 +276,7 @@ class TabularTransformer:
             if kind in NUMERIC_KINDS:
                 self._fit_numeric(info, series, index, bounds.get(name), budget.get(name))
             elif kind in DISCRETE_KINDS:
-                self._fit_discrete(info, series, index, categories.get(name), budget.get(name))
+                self._fit_discrete(info, series, categories.get(name), budget.get(name))
             elif kind == "identifier":
                 self._fit_identifier(info, series, bounds.get(name))
             else:
@@ -619,8 +619,8 @@ class TabularTransformer:
 
         from ganforge.privacy import gaussian_sigma
 
-        names = [name for name in df.columns if name in budget and kinds[name][0] in DISCRETE_KINDS
-                 and name not in categories]
+        names = {name: index for index, name in enumerate(df.columns)  # column -> its index (the noise stream)
+                 if name in budget and kinds[name][0] in DISCRETE_KINDS and name not in categories}
         if not names:
             return {}
         k = len(names)
@@ -631,8 +631,7 @@ class TabularTransformer:
         laplace_tau = 1 + 2 * math.log(1 / delta) / epsilon
         use_laplace = k == 1 and laplace_tau < tau
         released: dict[Any, list[tuple[Any, float]]] = {}
-        for name in names:
-            index = list(df.columns).index(name)
+        for name, index in names.items():
             counts = df[name].value_counts(sort=False)
             rng = np.random.default_rng([self._noise_seed, index, 2])
             if use_laplace:
@@ -801,7 +800,7 @@ class TabularTransformer:
                                     "mechanism": "Laplace histogram, empty tails cut at a threshold"})
         return [b for b, c in zip((low, high), noisy_ends, strict=True) if c > threshold]
 
-    def _fit_discrete(self, info: ColumnInfo, series: pd.Series, index: int, declared: list | None,
+    def _fit_discrete(self, info: ColumnInfo, series: pd.Series, declared: list | None,
                       budget: tuple | None) -> None:
         missing = series.isna().to_numpy()
         info.missing = self.dp is not None or bool(missing.any())
