@@ -405,8 +405,34 @@ def test_dp_categories_of_many_columns_are_released_jointly() -> None:
     assert released == 20 and once == 0
     assert sum(e["epsilon"] for e in t.privacy_ledger) == pytest.approx(epsilon)
     assert sum(e["delta"] for e in t.privacy_ledger) == pytest.approx(delta)
-    assert len(t.privacy_ledger) == 12 and "over 12 column(s) at once" in t.privacy_ledger[0]["mechanism"]
+    assert len(t.privacy_ledger) == 12 and "on 12 column(s) at once" in t.privacy_ledger[0]["mechanism"]
     note = next(note for note in t.notes if "fewer than about" in note)
     threshold = int(note.split("about ")[1].split()[0])
     assert 40 < threshold < 65
     assert 1 + 2 * math.log(12 / delta) / (epsilon / 12) > 200  # what separate Laplace histograms would need
+
+
+def test_dp_numeric_ranges_join_the_category_release() -> None:
+    """Ten categorical columns and two numeric ones without bounds: the numeric columns' range bins get the
+    same joint Gaussian noise (sensitivity sqrt(12)), so a range bin of 120 rows is kept (threshold ~60),
+    where a Laplace histogram at the range's own share (a 24th of epsilon) would need ~220 rows. The range
+    noise is its own stream: the shape histogram that follows is independent of it."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    frame = pd.DataFrame({f"c{j}": rng.choice(["a", "b", "c"], size=n) for j in range(10)})
+    frame["time"] = np.concatenate([rng.integers(300, 500, 120), rng.integers(1000, 2000, n - 120)])
+    frame["amount"] = rng.uniform(20, 50, n)
+    epsilon, delta = 1.25, 1.6e-4
+    lows = []
+    for seed in range(10):
+        t = TabularTransformer().fit(frame, dp=(epsilon, delta), noise_seed=seed)
+        info = {c.name: c for c in t.columns}
+        lows.append(info["time"].minimum)
+        assert (info["amount"].minimum, info["amount"].maximum) == (20, 50)
+    assert lows == [200] * 10  # the 300..499 rows' bin [200, 500) is kept: nothing clipped
+    ranges = [e for e in t.privacy_ledger if e["what"].startswith("range")]
+    assert len(ranges) == 2 and all("on 12 column(s) at once" in e["mechanism"] for e in ranges)
+    assert all(e["delta"] > 0 for e in ranges)  # the Gaussian noise spends delta too
+    assert sum(e["epsilon"] for e in t.privacy_ledger) == pytest.approx(epsilon)
+    assert sum(e["delta"] for e in t.privacy_ledger) == pytest.approx(delta)
+    assert math.log(116 / 0.001) / (epsilon / 12 / 2) > 200  # what a Laplace range would need

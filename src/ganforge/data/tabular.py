@@ -59,6 +59,7 @@ FORMAT = "ganforge.tabular_transformer"
 FORMAT_VERSION = 1
 NUMERIC_ENCODINGS = ("gmm", "quantile")
 QUANTILE_KNOTS = 100  # "quantile" encoding: the empirical CDF at this many + 1 evenly spaced quantiles
+RANGE_FALSE_BIN = 0.001  # DP ranges: the chance that any empty public bin of a column clears the threshold
 DP_HISTOGRAM_BINS = 16  # DP mode: a numeric column's shape is a Laplace histogram of this many equal bins
 
 MAX_DISCRETE_INTEGERS = 20  # as ganforge.metrics.tabular: at most this many distinct integers is a category
@@ -230,11 +231,11 @@ class TabularTransformer:
         2. The budget is split evenly over the columns that need it: every continuous and integer column
            (its shape, a Laplace histogram of DP_HISTOGRAM_BINS equal bins between its bounds; without
            ``bounds``, half of the column's epsilon first buys its range: the outer edges of the public
-           log-spaced bins whose Laplace-noised count clears a threshold) and categorical columns without
-           ``categories``, whose shares are pooled into one Gaussian partition selection over all of them
-           (`_dp_release_categories`: a value is kept when its noisy count clears a threshold; all of delta
-           goes to it). Datetime columns
-           need ``bounds``. Each spend is an entry of ``privacy_ledger``. With ``dp_histograms=False`` numeric
+           log-spaced bins whose noisy count clears a threshold) and categorical columns without
+           ``categories``. The category and range shares are pooled into one Gaussian release over all of
+           those columns (`_dp_release_domain`: a value or bin is kept when its noisy count clears a
+           threshold; all of delta goes to it). Datetime columns need ``bounds``. Each spend is an entry of
+           ``privacy_ledger``. With ``dp_histograms=False`` numeric
            columns get no histogram (min-max scaling), so a fully declared table costs nothing.
         3. Numeric columns get one mode (no mixture, which would look at the data) whose scalar is the
            value mapped through the DP histogram's piecewise-linear CDF (about uniform, whatever the
@@ -264,7 +265,7 @@ class TabularTransformer:
     def _fit_columns(self, df: pd.DataFrame, bounds: dict, categories: dict) -> None:
         kinds = {name: self._kind(df[name], name, categories) for name in df.columns}
         budget = self._plan_budget(df, kinds, bounds, categories)
-        self._released = self._dp_release_categories(df, kinds, categories, budget)
+        self._released, ranges = self._dp_release_domain(df, kinds, bounds, categories, budget)
         for index, name in enumerate(df.columns):
             series = df[name]
             kind, note = kinds[name]
@@ -274,7 +275,7 @@ class TabularTransformer:
                 info.dtype_categories = [_plain(v) for v in series.cat.categories]
                 info.ordered = bool(series.cat.ordered)
             if kind in NUMERIC_KINDS:
-                self._fit_numeric(info, series, index, bounds.get(name), budget.get(name))
+                self._fit_numeric(info, series, index, bounds.get(name), budget.get(name), ranges.get(name))
             elif kind in DISCRETE_KINDS:
                 self._fit_discrete(info, series, categories.get(name), budget.get(name))
             elif kind == "identifier":
@@ -595,67 +596,112 @@ class TabularTransformer:
         if not needs:
             return {}
         epsilon, delta = self.dp
-        n_histograms = sum(1 for _, what in needs if what == "categories")
-        return {name: (epsilon / len(needs), delta / n_histograms if what == "categories" else 0.0)
+        n_joint = sum(1 for _, what in needs if what != "histogram")  # the columns of `_dp_release_domain`
+        return {name: (epsilon / len(needs), delta / n_joint if what != "histogram" else 0.0)
                 for name, what in needs}
 
-    def _dp_release_categories(self, df: pd.DataFrame, kinds: dict, categories: dict,
-                               budget: dict[Any, tuple]) -> dict[Any, list[tuple[Any, float]]]:
-        """DP mode: the categories of every discrete column that needs them, released in one go by Gaussian
-        partition selection (Korolova et al. 2009; Wilson et al. 2020, "Differentially private SQL with
-        bounded user contribution").
+    def _dp_release_domain(self, df: pd.DataFrame, kinds: dict, bounds: dict, categories: dict,
+                           budget: dict[Any, tuple]) -> tuple[dict[Any, list[tuple[Any, float]]], dict[Any, tuple]]:
+        """DP mode: the domain of every column that needs it, released in one go: the categories of each
+        undeclared discrete column, and the range of each numeric column without declared bounds. Returns
+        ``({column: [(value, noisy count), ...]}, {column: (low, high)})``.
 
-        Each (column, value) pair is a partition; one row adds 1 to at most k of them (one per column), so the
-        vector of counts has L2 sensitivity sqrt(k). Gaussian noise of std sigma (the analytic calibration of
-        `ganforge.privacy.gaussian_sigma` for the columns' summed epsilon and half their delta) is added to
-        every observed count, and a value is kept when its noisy count exceeds
-        tau = 1 + sigma * Phi^-1(1 - (delta/2) / k): a value that only the added row holds (count 1) passes
-        with probability at most (delta/2)/k, so all k together at most delta/2. Against k separate Laplace
-        histograms this lowers the count a category needs from ~270 to ~50 rows for colon's 11 columns at
-        epsilon 5 (25% preprocessing share), because noise grows as sqrt(k) instead of k. With one column
-        the per-column Laplace histogram (threshold 1 + 2 ln(1/delta)/epsilon) is used where it needs fewer
-        rows. The spend is entered in the ledger per column (an equal part of the one release)."""
+        One row adds 1 to exactly one count per column: to one (column, value) partition of a discrete column,
+        or to one public bin of a numeric column (between consecutive points of 0, +-{1, 2, 5} x 10^k, see
+        `_range_bin_edges`). The vector of all counts therefore has L2 sensitivity sqrt(k) for k columns, and
+        Gaussian noise of std sigma (the analytic calibration of `ganforge.privacy.gaussian_sigma` for the
+        columns' summed epsilon) grows as sqrt(k) where k separate Laplace histograms would grow as k.
+
+        - Categories: Gaussian partition selection (Korolova et al. 2009; Wilson et al. 2020, "Differentially
+          private SQL with bounded user contribution"). A value is kept when its noisy count exceeds
+          tau = 1 + sigma * Phi^-1(1 - (delta/2) / k_c) for k_c discrete columns: a value that only the added
+          row holds (count 1) passes with probability at most (delta/2)/k_c, so all of them at most delta/2;
+          the noise gets the other half of delta.
+        - Ranges: the public bins exist with or without any row, so they need no delta of their own. The range
+          is the outer edges of the bins whose noisy count exceeds sigma * Phi^-1(1 - 0.001 / bins), which an
+          empty bin does with probability under 0.1% over the column's bins.
+
+        For colon's 11 discrete and 4 numeric columns at epsilon 5 (25% preprocessing share) a category needs
+        ~52 rows and a range bin ~50, against ~268 and ~280 with one Laplace histogram per column. Where the
+        per-column Laplace mechanisms need fewer rows in sum (one or two columns), they are used instead
+        (`_dp_bounds`, and a Laplace histogram with threshold 1 + 2 ln(1/delta)/epsilon). The choice depends
+        on the budget and the column count only. The spend is entered in the ledger per column."""
         from scipy.stats import norm
 
         from ganforge.privacy import gaussian_sigma
 
-        names = {name: index for index, name in enumerate(df.columns)  # column -> its index (the noise stream)
-                 if name in budget and kinds[name][0] in DISCRETE_KINDS and name not in categories}
-        if not names:
-            return {}
-        k = len(names)
-        epsilon = sum(budget[name][0] for name in names)
-        delta = sum(budget[name][1] for name in names)
-        sigma = gaussian_sigma(epsilon, delta / 2, math.sqrt(k))
-        tau = 1 + sigma * float(norm.isf(delta / 2 / k))
-        laplace_tau = 1 + 2 * math.log(1 / delta) / epsilon
-        use_laplace = k == 1 and laplace_tau < tau
+        index_of = {name: index for index, name in enumerate(df.columns)}  # column -> its index (the noise stream)
+        discrete = [name for name in df.columns
+                    if name in budget and kinds[name][0] in DISCRETE_KINDS and name not in categories]
+        numeric = [name for name in df.columns
+                   if name in budget and kinds[name][0] in ("continuous", "integer") and name not in bounds]
+        if not discrete and not numeric:
+            return {}, {}
+        share = 0.5 if self._dp_histograms else 1.0  # of a numeric column's epsilon; the rest buys its shape
+        eps = {name: budget[name][0] * (share if name in numeric else 1.0) for name in discrete + numeric}
+        edges = _range_bin_edges()
+        n_bins = len(edges) + 1
+        k = len(discrete) + len(numeric)
+        epsilon, delta = sum(eps.values()), sum(budget[name][1] for name in discrete + numeric)
+        sigma = gaussian_sigma(epsilon, delta / 2 if discrete else delta, math.sqrt(k))
+        tau = 1 + sigma * float(norm.isf(delta / 2 / max(len(discrete), 1)))
+        range_tau = sigma * float(norm.isf(RANGE_FALSE_BIN / n_bins))
+        laplace_tau = {name: 1 + 2 * math.log(1 / budget[name][1]) / eps[name] for name in discrete}
+        laplace_range_tau = {name: math.log(n_bins / RANGE_FALSE_BIN) / eps[name] for name in numeric}
+        gaussian = k > 1 and (tau * len(discrete) + range_tau * len(numeric)
+                              < sum(laplace_tau.values()) + sum(laplace_range_tau.values()))
+        joint = (f"Gaussian noise on {k} column(s) at once (std {sigma:.3g}; {len(discrete)} discrete, "
+                 f"{len(numeric)} numeric)")
         released: dict[Any, list[tuple[Any, float]]] = {}
-        for name, index in names.items():
+        for name in discrete:
             counts = df[name].value_counts(sort=False)
-            rng = np.random.default_rng([self._noise_seed, index, 2])
-            if use_laplace:
-                noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / epsilon, size=len(counts))
-            else:
+            rng = np.random.default_rng([self._noise_seed, index_of[name], 2])
+            if gaussian:
                 noisy = counts.to_numpy(dtype=float) + rng.normal(scale=sigma, size=len(counts))
-            threshold = laplace_tau if use_laplace else tau
+                threshold, mechanism = tau, f"{joint}, partition selection above {tau:.1f} rows"
+            else:
+                noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / eps[name], size=len(counts))
+                threshold, mechanism = laplace_tau[name], "Laplace histogram with a threshold (stability-based)"
             released[name] = sorted(((v, float(c)) for v, c in zip(counts.index, noisy, strict=True) if c > threshold),
                                     key=lambda p: (-p[1], _sort_key(p[0])))
-            mechanism = ("Laplace histogram with a threshold (stability-based)" if use_laplace else
-                         f"Gaussian partition selection over {k} column(s) at once (noise std {sigma:.3g}, "
-                         f"threshold {tau:.1f} rows)")
-            self.privacy_ledger.append({"column": name, "what": "categories", "epsilon": epsilon / k,
-                                        "delta": delta / k, "mechanism": mechanism})
-        self.notes.append(f"categories of {k} column(s) released with differential privacy: a value held by fewer "
-                          f"than about {math.ceil(laplace_tau if use_laplace else tau)} rows is not released (it "
-                          "comes back as missing); declare categories={column: [...]} where the values are public")
-        return released
+            self.privacy_ledger.append({"column": name, "what": "categories", "epsilon": eps[name],
+                                        "delta": budget[name][1], "mechanism": mechanism})
+        if discrete:
+            needed = math.ceil(tau if gaussian else max(laplace_tau.values()))
+            self.notes.append(f"categories of {len(discrete)} column(s) released with differential privacy: a value "
+                              f"held by fewer than about {needed} rows is not released (it comes back as missing); "
+                              "declare categories={column: [...]} where the values are public")
+        ranges = {}
+        for name in numeric:
+            values = self._range_values(name, kinds[name][0], df[name])
+            counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=n_bins).astype(float)
+            rng = np.random.default_rng([self._noise_seed, index_of[name], 3])
+            if gaussian:
+                noisy = counts + rng.normal(scale=sigma, size=n_bins)
+                threshold, mechanism = range_tau, f"{joint}, public log-spaced bins above {range_tau:.1f} rows"
+            else:
+                noisy = counts + rng.laplace(scale=1.0 / eps[name], size=n_bins)
+                threshold, mechanism = laplace_range_tau[name], ("Laplace histogram over public log-spaced bins, "
+                                                                 "thresholded")
+            ranges[name] = low, high = _range_from_noisy_bins(edges, noisy, threshold)
+            self.privacy_ledger.append({"column": name, "what": "range (bins of the bulk)", "epsilon": eps[name],
+                                        "delta": budget[name][1], "mechanism": mechanism})
+            self.notes.append(f"column {name!r}: range [{low:g}, {high:g}] estimated with differential privacy; "
+                              f"declare bounds={{{name!r}: (low, high)}} to spend nothing on it and clip less")
+        return released, ranges
+
+    def _range_values(self, name: Any, kind: str, series: pd.Series) -> np.ndarray:
+        """The present values of a numeric column, parsed as `_fit_numeric` parses them (DP mode)."""
+        info = ColumnInfo(name=name, kind=kind, dtype=str(series.dtype), missing_rate=None)
+        info.as_text = not (ptypes.is_numeric_dtype(series.dtype) or ptypes.is_bool_dtype(series.dtype))
+        values, _ = self._numeric_values(info, series)
+        return values[~np.isnan(values)]
 
     # ------------------------------------------------------------------------------------------------------
     # Fitting one column
 
     def _fit_numeric(self, info: ColumnInfo, series: pd.Series, index: int, declared: tuple | None,
-                     budget: tuple | None) -> None:
+                     budget: tuple | None, released: tuple | None = None) -> None:
         dtype = series.dtype
         text_dtype = not (ptypes.is_numeric_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype)
                           or ptypes.is_bool_dtype(dtype))
@@ -676,8 +722,8 @@ class TabularTransformer:
         if declared is not None:
             low, high = (_to_ns(b, series, info.name) for b in declared) if info.kind == "datetime" else (
                 float(declared[0]), float(declared[1]))
-        elif budget is not None:  # half for the range, half for the histogram below
-            low, high = self._dp_bounds(info, values[present], budget[0] / (2 if self._dp_histograms else 1), rng)
+        elif released is not None:  # DP: `_dp_release_domain` bought it with half the budget (or all of it)
+            low, high = released
         else:
             if info.kind == "datetime":
                 low, high = int(exact[present].min()), int(exact[present].max())
@@ -735,35 +781,6 @@ class TabularTransformer:
             info.mode_range = [int(modelled.min()), int(modelled.max())] if integral else [
                 float(modelled.min()), float(modelled.max())]
         info.fill_slot = int(np.argmax(shares))
-
-    def _dp_bounds(self, info: ColumnInfo, values: np.ndarray, epsilon: float,
-                   rng: np.random.Generator) -> tuple[float, float]:
-        """The range of the column's bulk: a Laplace histogram (scale 1/``epsilon``) over the public bins between
-        consecutive points of 0, +-{1, 2, 5} x 10^k; the bounds are the outer edges of the bins whose noisy count
-        clears ``ln(bins / 0.001) / epsilon`` (an empty bin does so with probability under 0.1% over all bins), or
-        of the fullest noisy bin when none does. A row is in one bin: sensitivity 1, one epsilon for both ends.
-
-        (The exponential mechanism for the 1st/99th percentiles, used before, cannot tell a candidate just below
-        the data from one at -10^12: both are q*n ranks away, a difference that epsilon 0.01 cannot resolve.
-        It gave credit_data's Amount, 100..5000, the range -487..-166.) Coarse by design: the bulk's bins
-        are kept, a thin tail is clipped; declare bounds to keep it."""
-        edges = _range_bin_edges()  # sorted; the outer bins are open-ended
-        bins = np.searchsorted(edges, values, side="right")  # 0 .. len(edges)
-        counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
-        noisy = counts + rng.laplace(scale=1.0 / epsilon, size=len(counts))
-        threshold = math.log(len(counts) / 0.001) / epsilon
-        kept = np.flatnonzero(noisy > threshold)
-        if kept.size == 0:
-            kept = np.array([int(np.argmax(noisy))])
-        lowest, highest = int(kept.min()), int(kept.max())
-        low = float(edges[max(lowest - 1, 0)])  # bin b holds [edges[b - 1], edges[b])
-        high = float(edges[min(highest, len(edges) - 1)])
-        self.privacy_ledger.append({"column": info.name, "what": "range (bins of the bulk)", "epsilon": epsilon,
-                                    "delta": 0.0, "mechanism": "Laplace histogram over public log-spaced bins, "
-                                    "thresholded"})
-        self.notes.append(f"column {info.name!r}: range [{low:g}, {high:g}] estimated with differential privacy; "
-                          f"declare bounds={{{info.name!r}: (low, high)}} to spend nothing on it and clip less")
-        return low, high
 
     def _dp_histogram(self, info: ColumnInfo, values: np.ndarray, epsilon: float,
                       rng: np.random.Generator) -> list[float]:
@@ -1213,6 +1230,21 @@ def _sample_modes(x: np.ndarray, info: ColumnInfo, limit: float,
     stranded = ~reachable.any(axis=1)  # beyond every mode's reach: the nearest, clipped
     slots[stranded] = np.argmin(np.abs(alpha[stranded]), axis=1)
     return slots, np.clip(alpha[np.arange(len(x)), slots], -limit, limit)
+
+
+def _range_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, threshold: float) -> tuple[float, float]:
+    """The range of a column's bulk from noisy counts of the public bins (``noisy[b]`` counts
+    ``[edges[b - 1], edges[b])``, the outer two open-ended): the outer edges of the bins above ``threshold``, or
+    of the fullest noisy bin when none is. Coarse by design: the bulk's bins are kept, a thin tail is clipped.
+
+    (The exponential mechanism for the 1st/99th percentiles, used before, cannot tell a candidate just below
+    the data from one at -10^12: both are q*n ranks away, a difference that a small epsilon cannot resolve.
+    It gave credit_data's Amount, 100..5000, the range -487..-166.)"""
+    kept = np.flatnonzero(noisy > threshold)
+    if kept.size == 0:
+        kept = np.array([int(np.argmax(noisy))])
+    lowest, highest = int(kept.min()), int(kept.max())
+    return float(edges[max(lowest - 1, 0)]), float(edges[min(highest, len(edges) - 1)])
 
 
 def _range_bin_edges() -> np.ndarray:
