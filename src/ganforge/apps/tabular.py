@@ -57,8 +57,10 @@ class DPConfig:
     DP mechanisms from ``preprocessing_share`` of ε (and half of δ). ``delta`` defaults to 1 / n^1.1.
     Without ``steps`` given to `TabularGAN`, a DP fit runs at most ``max_steps``: with the budget fixed, every
     step adds noise to all of them, and per-sample gradients make each step ~10x dearer on a CPU.
-    ``histograms`` buys each numeric column's shape (a Laplace histogram, also from that share) so the
-    generator's scalar is about uniform; without them a fully declared table spends nothing on preprocessing.
+    ``histograms`` buys each numeric column's shape, also from that share (for a column without bounds, noisy
+    counts in fine public bins released with its range; with declared bounds, a Laplace histogram between
+    them), so the generator's scalar is about uniform; without them a fully declared table spends nothing
+    on preprocessing.
     ``moment_share`` of ε (and a quarter of δ) releases the mean and covariance of the encoded rows with the
     Gaussian mechanism (`ganforge.privacy.release_moments`), which the generator then matches as it does the
     real batch's without DP: the critic, noised by DP-SGD, passes on little of how columns relate. 0 turns

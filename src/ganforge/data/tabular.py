@@ -35,8 +35,9 @@ import math
 import numbers
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,9 @@ FORMAT_VERSION = 1
 NUMERIC_ENCODINGS = ("gmm", "quantile")
 QUANTILE_KNOTS = 100  # "quantile" encoding: the empirical CDF at this many + 1 evenly spaced quantiles
 RANGE_FALSE_BIN = 0.001  # DP ranges: the chance that any empty public bin of a column clears the threshold
+EXTEND_FALSE_BIN = 0.025  # DP ranges and shapes: the chance that one empty bin next to the bulk is taken in
+RANGE_MANTISSAS = (1, 2, 5)  # DP ranges: public bin edges 0, +-m x 10^k
+SHAPE_MANTISSAS = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)  # DP shapes: finer public edges (a superset)
 DP_HISTOGRAM_BINS = 16  # DP mode: a numeric column's shape is a Laplace histogram of this many equal bins
 
 MAX_DISCRETE_INTEGERS = 20  # as ganforge.metrics.tabular: at most this many distinct integers is a category
@@ -229,19 +233,19 @@ class TabularTransformer:
            dtype is boolean, datetime dtype datetime, integers integer, floats continuous, text
            categorical, a column named like an id identifier. No constant detection.
         2. The budget is split evenly over the columns that need it: every continuous and integer column
-           (its shape, a Laplace histogram of DP_HISTOGRAM_BINS equal bins between its bounds; without
-           ``bounds``, half of the column's epsilon first buys its range: the outer edges of the public
-           log-spaced bins whose noisy count clears a threshold) and categorical columns without
-           ``categories``. The category and range shares are pooled into one Gaussian release over all of
-           those columns (`_dp_release_domain`: a value or bin is kept when its noisy count clears a
-           threshold; all of delta goes to it). Datetime columns need ``bounds``. Each spend is an entry of
-           ``privacy_ledger``. With ``dp_histograms=False`` numeric
-           columns get no histogram (min-max scaling), so a fully declared table costs nothing.
+           and categorical columns without ``categories``. Without ``bounds``, a numeric column's range and
+           shape come from noisy counts of public log-spaced bins (coarse ones for the range: the outer edges
+           of the bins whose noisy count clears a threshold; fine ones inside it for the shape); with
+           ``bounds``, its shape is a Laplace histogram of DP_HISTOGRAM_BINS equal bins between them. The
+           shares of the categories and the undeclared numeric columns are pooled into one Gaussian release
+           over all of them (`_dp_release_domain`; all of delta goes to it). Datetime columns need ``bounds``.
+           Each spend is an entry of ``privacy_ledger``. With ``dp_histograms=False`` numeric columns get no
+           shape (min-max scaling), so a fully declared table costs nothing.
         3. Numeric columns get one mode (no mixture, which would look at the data) whose scalar is the
            value mapped through the DP histogram's piecewise-linear CDF (about uniform, whatever the
-           column's skew; datetimes: min-max scaled); the two bounds are point masses, so values at a
-           bound (exact zeros of a non-negative column with bounds (0, ...), clipped tails) come back
-           exactly.
+           column's skew; datetimes: min-max scaled); point masses come back exactly: with declared bounds,
+           a bound whose own bin clears a threshold (exact zeros of a non-negative column with bounds
+           (0, ...), clipped tails); without, zero when the bin [0, 1e-6) clears one.
         4. Every encoded column gets a missing span. Values outside the known categories are encoded as
            missing rather than raising, since an error would reveal them. On decoding, a column whose
            dtype cannot hold missing values (int64, bool) ignores its missing span.
@@ -606,11 +610,13 @@ class TabularTransformer:
         undeclared discrete column, and the range of each numeric column without declared bounds. Returns
         ``({column: [(value, noisy count), ...]}, {column: (low, high)})``.
 
-        One row adds 1 to exactly one count per column: to one (column, value) partition of a discrete column,
-        or to one public bin of a numeric column (between consecutive points of 0, +-{1, 2, 5} x 10^k, see
-        `_range_bin_edges`). The vector of all counts therefore has L2 sensitivity sqrt(k) for k columns, and
-        Gaussian noise of std sigma (the analytic calibration of `ganforge.privacy.gaussian_sigma` for the
-        columns' summed epsilon) grows as sqrt(k) where k separate Laplace histograms would grow as k.
+        One row adds 1 to exactly one count per discrete column (its (column, value) partition) and to two per
+        numeric column: one coarse public bin, between consecutive points of 0, +-{1, 2, 5} x 10^k, for the
+        range, and one fine public bin, at the SHAPE_MANTISSAS (1, 1.2, 1.5, 2, ... x 10^k), for the shape (one
+        count without ``dp_histograms``). The vector of all counts therefore has L2 sensitivity sqrt(k) for k
+        counts per row, and Gaussian noise of std sigma (the analytic calibration of
+        `ganforge.privacy.gaussian_sigma` for the columns' summed epsilon) grows as sqrt(k) where separate
+        Laplace histograms would grow as k.
 
         - Categories: Gaussian partition selection (Korolova et al. 2009; Wilson et al. 2020, "Differentially
           private SQL with bounded user contribution"). A value is kept when its noisy count exceeds
@@ -618,14 +624,18 @@ class TabularTransformer:
           row holds (count 1) passes with probability at most (delta/2)/k_c, so all of them at most delta/2;
           the noise gets the other half of delta.
         - Ranges: the public bins exist with or without any row, so they need no delta of their own. The range
-          is the outer edges of the bins whose noisy count exceeds sigma * Phi^-1(1 - 0.001 / bins), which an
-          empty bin does with probability under 0.1% over the column's bins.
+          is the outer edges of the coarse bins whose noisy count exceeds sigma * Phi^-1(1 - 0.001 / bins),
+          which an empty bin does with probability under 0.1% over the column's bins, widened by the
+          neighbouring bins that clear sigma * Phi^-1(1 - 0.025) (a thin tail next to the bulk).
+        - Shapes: `_shape_from_noisy_bins`, post-processing of the fine counts inside the range.
 
         For colon's 11 discrete and 4 numeric columns at epsilon 5 (25% preprocessing share) a category needs
-        ~52 rows and a range bin ~50, against ~268 and ~280 with one Laplace histogram per column. Where the
-        per-column Laplace mechanisms need fewer rows in sum (one or two columns), they are used instead
-        (`_dp_bounds`, and a Laplace histogram with threshold 1 + 2 ln(1/delta)/epsilon). The choice depends
-        on the budget and the column count only. The spend is entered in the ledger per column."""
+        ~52 rows and a range bin ~50 (noise std 11.6), against ~268 and ~280 with one Laplace histogram per
+        column, and the shape's bins get noise of std 11.6 where a 16-bin Laplace histogram at half the
+        column's share had 34. Where per-column Laplace mechanisms need fewer rows in sum (one or two
+        columns), they are used instead (a numeric column's epsilon split between its coarse and fine
+        counts; categories kept above 1 + 2 ln(1/delta)/epsilon). The choice depends on the budget and the
+        column count only. The spend is entered in the ledger per column."""
         from scipy.stats import norm
 
         from ganforge.privacy import gaussian_sigma
@@ -637,21 +647,23 @@ class TabularTransformer:
                    if name in budget and kinds[name][0] in ("continuous", "integer") and name not in bounds]
         if not discrete and not numeric:
             return {}, {}
-        share = 0.5 if self._dp_histograms else 1.0  # of a numeric column's epsilon; the rest buys its shape
-        eps = {name: budget[name][0] * (share if name in numeric else 1.0) for name in discrete + numeric}
-        edges = _range_bin_edges()
-        n_bins = len(edges) + 1
-        k = len(discrete) + len(numeric)
+        eps = {name: budget[name][0] for name in discrete + numeric}
+        coarse, fine = _range_bin_edges(RANGE_MANTISSAS), _range_bin_edges(SHAPE_MANTISSAS)
+        n_coarse = len(coarse) + 1
+        shapes = self._dp_histograms  # numeric columns also release counts in the fine bins: a second count
+        k = len(discrete) + len(numeric) * (2 if shapes else 1)  # counts one row adds to (squared L2 sensitivity)
         epsilon, delta = sum(eps.values()), sum(budget[name][1] for name in discrete + numeric)
         sigma = gaussian_sigma(epsilon, delta / 2 if discrete else delta, math.sqrt(k))
         tau = 1 + sigma * float(norm.isf(delta / 2 / max(len(discrete), 1)))
-        range_tau = sigma * float(norm.isf(RANGE_FALSE_BIN / n_bins))
+        range_tau = sigma * float(norm.isf(RANGE_FALSE_BIN / n_coarse))
+        # per-column Laplace: a numeric column splits its epsilon between its coarse and its fine counts
+        scale = {name: (2.0 if shapes and name in numeric else 1.0) / eps[name] for name in discrete + numeric}
         laplace_tau = {name: 1 + 2 * math.log(1 / budget[name][1]) / eps[name] for name in discrete}
-        laplace_range_tau = {name: math.log(n_bins / RANGE_FALSE_BIN) / eps[name] for name in numeric}
+        laplace_range_tau = {name: math.log(n_coarse / RANGE_FALSE_BIN) * scale[name] for name in numeric}
         gaussian = k > 1 and (tau * len(discrete) + range_tau * len(numeric)
                               < sum(laplace_tau.values()) + sum(laplace_range_tau.values()))
-        joint = (f"Gaussian noise on {k} column(s) at once (std {sigma:.3g}; {len(discrete)} discrete, "
-                 f"{len(numeric)} numeric)")
+        joint = (f"Gaussian noise on {k} count(s) per row at once (std {sigma:.3g}; {len(discrete)} discrete "
+                 f"column(s), {len(numeric)} numeric)")
         released: dict[Any, list[tuple[Any, float]]] = {}
         for name in discrete:
             counts = df[name].value_counts(sort=False)
@@ -660,7 +672,7 @@ class TabularTransformer:
                 noisy = counts.to_numpy(dtype=float) + rng.normal(scale=sigma, size=len(counts))
                 threshold, mechanism = tau, f"{joint}, partition selection above {tau:.1f} rows"
             else:
-                noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=1 / eps[name], size=len(counts))
+                noisy = counts.to_numpy(dtype=float) + rng.laplace(scale=scale[name], size=len(counts))
                 threshold, mechanism = laplace_tau[name], "Laplace histogram with a threshold (stability-based)"
             released[name] = sorted(((v, float(c)) for v, c in zip(counts.index, noisy, strict=True) if c > threshold),
                                     key=lambda p: (-p[1], _sort_key(p[0])))
@@ -674,18 +686,25 @@ class TabularTransformer:
         ranges = {}
         for name in numeric:
             values = self._range_values(name, kinds[name][0], df[name])
-            counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=n_bins).astype(float)
             rng = np.random.default_rng([self._noise_seed, index_of[name], 3])
-            if gaussian:
-                noisy = counts + rng.normal(scale=sigma, size=n_bins)
-                threshold, mechanism = range_tau, f"{joint}, public log-spaced bins above {range_tau:.1f} rows"
-            else:
-                noisy = counts + rng.laplace(scale=1.0 / eps[name], size=n_bins)
-                threshold, mechanism = laplace_range_tau[name], ("Laplace histogram over public log-spaced bins, "
-                                                                 "thresholded")
-            ranges[name] = low, high = _range_from_noisy_bins(edges, noisy, threshold)
-            self.privacy_ledger.append({"column": name, "what": "range (bins of the bulk)", "epsilon": eps[name],
-                                        "delta": budget[name][1], "mechanism": mechanism})
+            draw = partial(rng.normal, scale=sigma) if gaussian else partial(rng.laplace, scale=scale[name])
+            def extend(n: int, b: float = scale[name]) -> float:  # any of n empty bins clears it w.p. 2.5%
+                return sigma * float(norm.isf(EXTEND_FALSE_BIN / n)) if gaussian else math.log(
+                    0.5 * n / EXTEND_FALSE_BIN) * b
+
+            noisy = _bin_counts(coarse, values) + draw(size=n_coarse)
+            low, high = _range_from_noisy_bins(coarse, noisy, range_tau if gaussian else laplace_range_tau[name],
+                                               extend(1))
+            shape = None
+            if shapes:  # the coarse edges are fine edges too, so [low, high] is a run of fine bins
+                shape = _shape_from_noisy_bins(fine, _bin_counts(fine, values) + draw(size=len(fine) + 1), low, high,
+                                               extend)
+                low, high = shape["low"], shape["high"]
+            ranges[name] = {"low": low, "high": high, "shape": shape}
+            what = "range and shape (public log-spaced bins)" if shapes else "range (bins of the bulk)"
+            self.privacy_ledger.append({"column": name, "what": what, "epsilon": eps[name], "delta": budget[name][1],
+                                        "mechanism": joint if gaussian else "Laplace histograms over public "
+                                        "log-spaced bins, thresholded"})
             self.notes.append(f"column {name!r}: range [{low:g}, {high:g}] estimated with differential privacy; "
                               f"declare bounds={{{name!r}: (low, high)}} to spend nothing on it and clip less")
         return released, ranges
@@ -722,8 +741,8 @@ class TabularTransformer:
         if declared is not None:
             low, high = (_to_ns(b, series, info.name) for b in declared) if info.kind == "datetime" else (
                 float(declared[0]), float(declared[1]))
-        elif released is not None:  # DP: `_dp_release_domain` bought it with half the budget (or all of it)
-            low, high = released
+        elif released is not None:  # DP: bought by `_dp_release_domain`, with the shape
+            low, high = released["low"], released["high"]
         else:
             if info.kind == "datetime":
                 low, high = int(exact[present].min()), int(exact[present].max())
@@ -737,9 +756,12 @@ class TabularTransformer:
         if self.dp is not None:
             info.scaling = "minmax"
             bound_masses = [low, high]
-            if budget is not None and self._dp_histograms and info.kind != "datetime" and high > low:
-                share = 0.5 if declared is None else 1.0
-                bound_masses = self._dp_histogram(info, values[present], budget[0] * share, rng)
+            if released is not None and released["shape"] is not None and high > low:
+                shape = released["shape"]
+                info.scaling, info.knots, info.cdf = "quantile", shape["knots"], shape["cdf"]
+                bound_masses = shape["masses"]
+            elif budget is not None and self._dp_histograms and info.kind != "datetime" and high > low:
+                bound_masses = self._dp_histogram(info, values[present], budget[0], rng)
             if info.kind == "datetime":  # round to the dtype's unit (public), seconds for text
                 unit = getattr(dtype, "unit", "s") if not info.as_text else "s"
                 info.step = {"s": 10**9, "ms": 10**6, "us": 10**3}.get(unit)
@@ -1232,7 +1254,47 @@ def _sample_modes(x: np.ndarray, info: ColumnInfo, limit: float,
     return slots, np.clip(alpha[np.arange(len(x)), slots], -limit, limit)
 
 
-def _range_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, threshold: float) -> tuple[float, float]:
+def _bin_counts(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in the bins of sorted ``edges``: bin b holds [edges[b - 1], edges[b]), the outer two
+    are open-ended (len(edges) + 1 bins; a row is in exactly one)."""
+    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1).astype(float)
+
+
+def _shape_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, low: float, high: float,
+                           extend: Callable[[int], float]) -> dict[str, Any]:
+    """A numeric column's shape inside its DP range from noisy counts of the fine public bins (post-processing):
+    the bins between ``low`` and ``high``, less the outer ones whose noisy count is at most ``extend(n)`` for a
+    run of n bins (a threshold that any of n empty bins clears with probability EXTEND_FALSE_BIN: the hundred
+    empty bins between 1e-6 and 100 next to a column's zeros must not be taken in by one lucky draw), so the
+    generator makes no values beyond the bulk; a piecewise-linear CDF of the rest (noisy counts clipped at 0,
+    plus 0.5 so no bin inside the bulk is empty); and the exact zeros of the bin [0, 1e-6) as a point mass
+    when that bin clears the threshold (zero-inflated columns: 59% of credit_data's Assets)."""
+    first = int(np.searchsorted(edges, low)) + 1  # bin first holds [edges[first - 1], edges[first]) = [low, ...)
+    last = int(np.searchsorted(edges, high))  # bin last ends at edges[last] = high
+    bins = np.arange(first, last + 1)
+    if bins.size == 0:
+        return {"low": low, "high": high, "knots": [low, high], "cdf": [0.0, 1.0], "masses": [low, high]}
+
+    def trim(bins: np.ndarray) -> np.ndarray:
+        above = np.flatnonzero(noisy[bins] > extend(len(bins)))
+        return bins[above[0] : above[-1] + 1] if above.size else bins
+
+    bins = trim(bins)
+    zero = int(np.searchsorted(edges, 0.0)) + 1  # the bin [0, 1e-6): exact zeros
+    masses = []
+    if bins.size > 1 and bins[0] == zero:
+        masses = [0.0] if noisy[zero] > extend(len(bins)) else []
+        bins = trim(bins[1:])
+    counts = noisy[bins]
+    knots = edges[np.concatenate([[bins[0] - 1], bins])]
+    kept = np.maximum(counts, 0.0) + 0.5
+    cdf = np.concatenate([[0.0], np.cumsum(kept) / kept.sum()])
+    return {"low": 0.0 if masses else float(knots[0]), "high": float(knots[-1]),
+            "knots": [float(x) for x in knots], "cdf": [float(c) for c in cdf], "masses": masses}
+
+
+def _range_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, threshold: float,
+                           extend: float | None = None) -> tuple[float, float]:
     """The range of a column's bulk from noisy counts of the public bins (``noisy[b]`` counts
     ``[edges[b - 1], edges[b])``, the outer two open-ended): the outer edges of the bins above ``threshold``, or
     of the fullest noisy bin when none is. Coarse by design: the bulk's bins are kept, a thin tail is clipped.
@@ -1244,12 +1306,17 @@ def _range_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, threshold: floa
     if kept.size == 0:
         kept = np.array([int(np.argmax(noisy))])
     lowest, highest = int(kept.min()), int(kept.max())
+    if extend is not None:  # take in the bins next to the bulk that clear the lower threshold ``extend``
+        while lowest > 0 and noisy[lowest - 1] > extend:
+            lowest -= 1
+        while highest < len(noisy) - 1 and noisy[highest + 1] > extend:
+            highest += 1
     return float(edges[max(lowest - 1, 0)]), float(edges[min(highest, len(edges) - 1)])
 
 
-def _range_bin_edges() -> np.ndarray:
-    """Public bin edges for DP ranges: 0 and +-{1, 2, 5} x 10^k (k = -6..12), sorted."""
-    magnitudes = [m * 10.0**k for k in range(-6, 13) for m in (1, 2, 5)]
+def _range_bin_edges(mantissas: Sequence[float] = RANGE_MANTISSAS) -> np.ndarray:
+    """Public bin edges for DP ranges and shapes: 0 and +-m x 10^k (k = -6..12), sorted."""
+    magnitudes = [m * 10.0**k for k in range(-6, 13) for m in mantissas]
     return np.unique(np.array([0.0] + magnitudes + [-m for m in magnitudes]))
 
 
