@@ -61,6 +61,7 @@ FORMAT_VERSION = 1
 NUMERIC_ENCODINGS = ("gmm", "quantile")
 QUANTILE_KNOTS = 100  # "quantile" encoding: the empirical CDF at this many + 1 evenly spaced quantiles
 RANGE_FALSE_BIN = 0.001  # DP ranges: the chance that any empty public bin of a column clears the threshold
+INTEGRAL_SHARE = 0.02  # DP: a float column is integer-valued when under this share of its noisy rows are not
 EXTEND_FALSE_BIN = 0.025  # DP ranges and shapes: the chance that one empty bin next to the bulk is taken in
 RANGE_MANTISSAS = (1, 2, 5)  # DP ranges: public bin edges 0, +-m x 10^k
 SHAPE_MANTISSAS = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)  # DP shapes: finer public edges (a superset)
@@ -650,14 +651,16 @@ class TabularTransformer:
         eps = {name: budget[name][0] for name in discrete + numeric}
         coarse, fine = _range_bin_edges(RANGE_MANTISSAS), _range_bin_edges(SHAPE_MANTISSAS)
         n_coarse = len(coarse) + 1
-        shapes = self._dp_histograms  # numeric columns also release counts in the fine bins: a second count
-        k = len(discrete) + len(numeric) * (2 if shapes else 1)  # counts one row adds to (squared L2 sensitivity)
+        shapes = self._dp_histograms  # numeric columns also release counts in the fine bins: a second count,
+        # and a continuous one a third: its rows with a fractional part (integer-valued floats are then rounded)
+        per_row = {name: 1 if not shapes else 2 if kinds[name][0] == "integer" else 3 for name in numeric}
+        k = len(discrete) + sum(per_row.values())  # counts one row adds to (the squared L2 sensitivity)
         epsilon, delta = sum(eps.values()), sum(budget[name][1] for name in discrete + numeric)
         sigma = gaussian_sigma(epsilon, delta / 2 if discrete else delta, math.sqrt(k))
         tau = 1 + sigma * float(norm.isf(delta / 2 / max(len(discrete), 1)))
         range_tau = sigma * float(norm.isf(RANGE_FALSE_BIN / n_coarse))
         # per-column Laplace: a numeric column splits its epsilon between its coarse and its fine counts
-        scale = {name: (2.0 if shapes and name in numeric else 1.0) / eps[name] for name in discrete + numeric}
+        scale = {name: per_row.get(name, 1) / eps[name] for name in discrete + numeric}
         laplace_tau = {name: 1 + 2 * math.log(1 / budget[name][1]) / eps[name] for name in discrete}
         laplace_range_tau = {name: math.log(n_coarse / RANGE_FALSE_BIN) * scale[name] for name in numeric}
         gaussian = k > 1 and (tau * len(discrete) + range_tau * len(numeric)
@@ -695,12 +698,15 @@ class TabularTransformer:
             noisy = _bin_counts(coarse, values) + draw(size=n_coarse)
             low, high = _range_from_noisy_bins(coarse, noisy, range_tau if gaussian else laplace_range_tau[name],
                                                extend(1))
-            shape = None
+            shape, integral = None, kinds[name][0] == "integer"
             if shapes:  # the coarse edges are fine edges too, so [low, high] is a run of fine bins
-                shape = _shape_from_noisy_bins(fine, _bin_counts(fine, values) + draw(size=len(fine) + 1), low, high,
-                                               extend)
+                fine_noisy = _bin_counts(fine, values) + draw(size=len(fine) + 1)
+                if not integral:  # integer-valued when under 2% of the (noisy) rows have a fractional part
+                    fractional = float(np.sum(values != np.round(values))) + float(draw(size=1)[0])
+                    integral = fractional < INTEGRAL_SHARE * max(float(np.maximum(noisy, 0).sum()), 1.0)
+                shape = _shape_from_noisy_bins(fine, fine_noisy, low, high, extend, integral)
                 low, high = shape["low"], shape["high"]
-            ranges[name] = {"low": low, "high": high, "shape": shape}
+            ranges[name] = {"low": low, "high": high, "shape": shape, "integral": integral}
             what = "range and shape (public log-spaced bins)" if shapes else "range (bins of the bulk)"
             self.privacy_ledger.append({"column": name, "what": what, "epsilon": eps[name], "delta": budget[name][1],
                                         "mechanism": joint if gaussian else "Laplace histograms over public "
@@ -743,6 +749,8 @@ class TabularTransformer:
                 float(declared[0]), float(declared[1]))
         elif released is not None:  # DP: bought by `_dp_release_domain`, with the shape
             low, high = released["low"], released["high"]
+            if released["integral"] and info.kind == "continuous":  # integer-valued floats: rounded on output
+                info.decimals, low, high = 0, float(math.ceil(low)), float(math.floor(high))
         else:
             if info.kind == "datetime":
                 low, high = int(exact[present].min()), int(exact[present].max())
@@ -1261,14 +1269,16 @@ def _bin_counts(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _shape_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, low: float, high: float,
-                           extend: Callable[[int], float]) -> dict[str, Any]:
+                           extend: Callable[[int], float], integral: bool = False) -> dict[str, Any]:
     """A numeric column's shape inside its DP range from noisy counts of the fine public bins (post-processing):
     the bins between ``low`` and ``high``, less the outer ones whose noisy count is at most ``extend(n)`` for a
     run of n bins (a threshold that any of n empty bins clears with probability EXTEND_FALSE_BIN: the hundred
     empty bins between 1e-6 and 100 next to a column's zeros must not be taken in by one lucky draw), so the
     generator makes no values beyond the bulk; a piecewise-linear CDF of the rest (noisy counts clipped at 0,
     plus 0.5 so no bin inside the bulk is empty); and the exact zeros of the bin [0, 1e-6) as a point mass
-    when that bin clears the threshold (zero-inflated columns: 59% of credit_data's Assets)."""
+    when that bin clears the threshold (zero-inflated columns: 59% of credit_data's Assets). For an
+    ``integral`` column the knots move down by 0.5, so the values of bin [a, b) decode to the integers it
+    holds once rounded ([3, 4) holds 3: knots 2.5..3.5, not 3..4, which would round half of them to 4)."""
     first = int(np.searchsorted(edges, low)) + 1  # bin first holds [edges[first - 1], edges[first]) = [low, ...)
     last = int(np.searchsorted(edges, high))  # bin last ends at edges[last] = high
     bins = np.arange(first, last + 1)
@@ -1286,7 +1296,7 @@ def _shape_from_noisy_bins(edges: np.ndarray, noisy: np.ndarray, low: float, hig
         masses = [0.0] if noisy[zero] > extend(len(bins)) else []
         bins = trim(bins[1:])
     counts = noisy[bins]
-    knots = edges[np.concatenate([[bins[0] - 1], bins])]
+    knots = edges[np.concatenate([[bins[0] - 1], bins])] - (0.5 if integral else 0.0)
     kept = np.maximum(counts, 0.0) + 0.5
     cdf = np.concatenate([[0.0], np.cumsum(kept) / kept.sum()])
     return {"low": 0.0 if masses else float(knots[0]), "high": float(knots[-1]),
