@@ -606,15 +606,18 @@ class TabularTransformer:
                 for name, what in needs}
 
     def _dp_release_domain(self, df: pd.DataFrame, kinds: dict, bounds: dict, categories: dict,
-                           budget: dict[Any, tuple]) -> tuple[dict[Any, list[tuple[Any, float]]], dict[Any, tuple]]:
+                           budget: dict[Any, tuple]) -> tuple[dict[Any, list[tuple[Any, float]]], dict[Any, dict]]:
         """DP mode: the domain of every column that needs it, released in one go: the categories of each
-        undeclared discrete column, and the range of each numeric column without declared bounds. Returns
-        ``({column: [(value, noisy count), ...]}, {column: (low, high)})``.
+        undeclared discrete column, and the range and shape of each numeric column without declared bounds.
+        Returns ``({column: [(value, noisy count), ...]}, {column: {"low", "high", "shape", "integral"}})``
+        (``shape`` as `_shape_from_noisy_bins` returns it, None without ``dp_histograms``).
 
-        One row adds 1 to exactly one count per discrete column (its (column, value) partition) and to two per
-        numeric column: one coarse public bin, between consecutive points of 0, +-{1, 2, 5} x 10^k, for the
-        range, and one fine public bin, at the SHAPE_MANTISSAS (1, 1.2, 1.5, 2, ... x 10^k), for the shape (one
-        count without ``dp_histograms``). The vector of all counts therefore has L2 sensitivity sqrt(k) for k
+        One row adds 1 to exactly one count per discrete column (its (column, value) partition) and to up to
+        three per numeric column: one coarse public bin, between consecutive points of 0, +-{1, 2, 5} x 10^k,
+        for the range; one fine public bin, at the SHAPE_MANTISSAS (1, 1.2, 1.5, 2, ... x 10^k), for the shape;
+        and, for a float column, the count of rows with a fractional part (integer-valued when under
+        INTEGRAL_SHARE of the rows). Without ``dp_histograms`` only the coarse count. The vector of all
+        counts therefore has L2 sensitivity sqrt(k) for k
         counts per row, and Gaussian noise of std sigma (the analytic calibration of
         `ganforge.privacy.gaussian_sigma` for the columns' summed epsilon) grows as sqrt(k) where separate
         Laplace histograms would grow as k.
@@ -726,7 +729,7 @@ class TabularTransformer:
     # Fitting one column
 
     def _fit_numeric(self, info: ColumnInfo, series: pd.Series, index: int, declared: tuple | None,
-                     budget: tuple | None, released: tuple | None = None) -> None:
+                     budget: tuple | None, released: dict | None = None) -> None:
         dtype = series.dtype
         text_dtype = not (ptypes.is_numeric_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype)
                           or ptypes.is_bool_dtype(dtype))
