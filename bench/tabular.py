@@ -190,7 +190,9 @@ def measure(train, holdout, synthetic, target: str, discrete: list[str], seed: i
     gaps = [c.get("max_rate_difference_pp") for c in d["fidelity"]["columns"].values()]
     row = {
         "fidelity": d["fidelity"]["score"], "shapes": d["fidelity"]["column_shapes"],
-        "pairs": d["fidelity"]["column_pair_trends"], "tstr_auc": auc.get("tstr"), "trtr_auc": auc.get("trtr"),
+        "pairs": d["fidelity"]["column_pair_trends"],
+        "pairs_assoc": d["fidelity"]["associated_pair_trends"], "n_assoc": d["fidelity"]["associated_pairs"],
+        "tstr_auc": auc.get("tstr"), "trtr_auc": auc.get("trtr"),
         "rare_rate_real": float((train[target] == minority).mean()),
         # a DP model may leave cells missing (nullable dtype): a missing target is not the minority
         "rare_rate_synth": float(synthetic[target].eq(minority).fillna(False).astype(bool).mean()),
@@ -198,6 +200,9 @@ def measure(train, holdout, synthetic, target: str, discrete: list[str], seed: i
         "out_of_range": out_of_range(train, synthetic),
         "dcr_ratio": d["privacy"]["dcr_ratio"], "exact_copies": d["privacy"]["exact_copy_share"],
         "mia_auc": d["privacy"]["mia_auc"], "privacy_risk": d["privacy"]["risk"],
+        # the audit's definitions (2: identifier columns such as colon's `id` left out)
+        "audit_version": d["protocol"]["definitions_version"],
+        "identifiers_left_out": sorted(d["protocol"].get("identifier_columns", {})),
     }
     row.update(sdmetrics_quality(train, synthetic, discrete))
     return row
@@ -251,8 +256,9 @@ def summarise(path: Path) -> None:
 
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     df = pd.DataFrame([r for r in rows if "error" not in r])
-    cols = ["fit_s", "fit_cpu_s", "sdm_quality", "sdm_shapes", "sdm_pairs", "fidelity", "shapes", "pairs", "tstr_auc",
-            "trtr_auc", "rare_rate_real", "rare_rate_synth", "max_category_gap_pp", "out_of_range", "dcr_ratio",
+    cols = ["fit_s", "fit_cpu_s", "sdm_quality", "sdm_shapes", "sdm_pairs", "fidelity", "shapes", "pairs",
+            "pairs_assoc", "tstr_auc", "trtr_auc", "rare_rate_real", "rare_rate_synth", "max_category_gap_pp",
+            "out_of_range", "dcr_ratio",
             "exact_copies", "mia_auc"]
     lines = ["# Synthetic tables: ganforge vs CTGAN, TVAE, Gaussian copula, independent sampling", "",
              f"Machine and dates: {sorted({r['machine'] for r in rows})}, {sorted({r['date'][:10] for r in rows})}. "

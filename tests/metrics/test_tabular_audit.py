@@ -309,3 +309,107 @@ def test_parquet_needs_pyarrow(tmp_path, train):
         return
     back = read_table(write_table(train, tmp_path / "train.parquet"))
     pd.testing.assert_frame_equal(back, train)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identifier columns
+
+
+def with_ids(frame: pd.DataFrame, start: int) -> pd.DataFrame:
+    return frame.assign(customer_id=np.arange(start, start + len(frame)))
+
+
+def test_identifiers_are_detected_and_left_out(train, fresh, holdout, fresh_report):
+    """A fresh id per row (what TabularGAN writes) is neither unfaithful nor private: it is not audited."""
+    report = audit(with_ids(train, 0), with_ids(fresh, 50_000), with_ids(holdout, 10_000), target="target",
+                   dp={"epsilon": 3.0, "delta": 1e-5})
+    assert report.protocol["identifier_columns"] == {
+        "customer_id": "named like an identifier, 100% of its values distinct"}
+    assert "customer_id" not in report.fidelity["columns"]
+    assert not any("customer_id" in (p["column_1"], p["column_2"]) for p in report.fidelity["pairs"])
+    # exactly the audit of the same frames without the column
+    assert report.fidelity["score"] == fresh_report.fidelity["score"]
+    assert report.privacy["dcr_ratio"] == fresh_report.privacy["dcr_ratio"]
+    assert report.utility["metrics"]["roc_auc"] == fresh_report.utility["metrics"]["roc_auc"]
+    assert "identifier columns, left out of every measure: customer_id" in report.to_markdown()
+
+
+def test_audited_identifiers_hide_copies(train, fresh, holdout):
+    """Why they are left out: a copy of the training rows with new ids has no exact copies once ids count."""
+    copied = with_ids(train, 50_000)
+    detected = audit(with_ids(train, 0), copied, with_ids(holdout, 10_000))
+    assert detected.privacy["exact_copy_share"] == 1.0 and detected.privacy["risk"] == "high"
+    scored = audit(with_ids(train, 0), copied, with_ids(holdout, 10_000), identifiers=[])
+    assert scored.protocol["identifier_columns"] == {}
+    assert scored.privacy["exact_copy_share"] == 0.0
+    assert scored.fidelity["columns"]["customer_id"]["shape"] < 0.1  # fresh ids share no range with real ones
+    named = audit(train, fresh, holdout, identifiers=["age"])
+    assert "age" not in named.fidelity["columns"] and named.protocol["identifier_columns"] == {
+        "age": "named in identifiers"}
+
+
+def test_identifier_detection_rules():
+    from ganforge.metrics.tabular import detect_identifiers
+
+    n = 200
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "id": np.repeat(np.arange(n // 2), 2),  # two rows per patient: 50% distinct, named like an id
+        "email": [f"user{i}@example.org" for i in range(n)],
+        "code": [f"C{i:05d}" for i in range(n)],  # text, all distinct
+        "ticket": np.arange(n) * 7,  # integers, all distinct
+        "amount": rng.normal(size=n),  # floats are measurements, even all distinct
+        "group": rng.integers(0, 3, n),
+        "user_id_float": rng.normal(size=n),  # named like an id but floats
+    })
+    found = detect_identifiers(frame)
+    assert set(found) == {"id", "email", "code", "ticket"}
+    assert detect_identifiers(frame, exclude=["ticket"]).keys() == {"id", "email", "code"}
+
+
+def test_identifier_errors(train, fresh, holdout):
+    with pytest.raises(ConfigError, match="nope"):
+        audit(train, fresh, holdout, identifiers=["nope"])
+    with pytest.raises(ConfigError, match="target 'target' is also named an identifier"):
+        audit(train, fresh, holdout, target="target", identifiers=["target"])
+    ids = pd.DataFrame({"id": np.arange(100)})
+    with pytest.raises(ConfigError, match="every column of real_train is an identifier"):
+        audit(ids, ids + 1000, ids + 500)
+
+
+def test_cli_identifiers_flag(tmp_path, train, fresh, holdout, capsys):
+    from ganforge.cli import main
+
+    with_ids(train, 0).to_csv(tmp_path / "train.csv", index=False)
+    with_ids(fresh, 50_000).to_csv(tmp_path / "synth.csv", index=False)
+    with_ids(holdout, 10_000).to_csv(tmp_path / "holdout.csv", index=False)
+    base = ["tabular", "audit", "--real", str(tmp_path / "train.csv"), "--synthetic", str(tmp_path / "synth.csv"),
+            "--holdout", str(tmp_path / "holdout.csv"), "--json"]
+    capsys.readouterr()
+    assert main(base) == 0
+    assert "customer_id" not in json.loads(capsys.readouterr().out)["fidelity"]["columns"]
+    assert main([*base, "--identifiers", "none"]) == 0
+    assert "customer_id" in json.loads(capsys.readouterr().out)["fidelity"]["columns"]
+
+
+def test_associated_pairs_tell_independent_columns_from_fresh_rows(train, fresh, holdout, fresh_report):
+    """x1-x2 (Pearson 0.8) and colour-x1 are associated; sampling each column alone keeps no relationship."""
+    from scipy.stats.contingency import association
+
+    fidelity = fresh_report.fidelity
+    associated = {(p["column_1"], p["column_2"]) for p in fidelity["pairs"] if p["associated"]}
+    assert ("x1", "x2") in associated and ("x1", "colour") in associated and ("kids", "member") not in associated
+    assert fidelity["associated_pairs"] == len(associated)
+    # Cramer's V: scipy's on the real table of colour against x1's 10 quantile bins
+    pair = next(p for p in fidelity["pairs"] if (p["column_1"], p["column_2"]) == ("x1", "colour"))
+    bins = pd.qcut(train["x1"], 10, labels=False)
+    assert pair["real_cramers_v"] == pytest.approx(association(pd.crosstab(bins, train["colour"]).to_numpy(),
+                                                               method="cramer"))
+    rng = np.random.default_rng(3)
+    shuffled = fresh.apply(lambda column: column.sample(frac=1.0, random_state=int(rng.integers(1 << 30)))
+                           .to_numpy())
+    independent = audit(train, shuffled, holdout).fidelity
+    gap_all = fidelity["column_pair_trends"] - independent["column_pair_trends"]
+    gap_associated = fidelity["associated_pair_trends"] - independent["associated_pair_trends"]
+    assert gap_associated > 0.15 and gap_associated > 2 * gap_all
+    assert "associated pair(s)" in fresh_report.to_markdown()

@@ -66,7 +66,10 @@ def add_tabular_parser(sub: Any) -> None:
     t.add_argument("--holdout", required=True, help="real rows the generator never saw")
     t.add_argument("--target", help="a column to predict: adds train-synthetic-test-real utility")
     t.add_argument("--discrete", help="comma-separated columns to treat as categorical")
-    t.add_argument("--model", help="the TabularGAN directory, to stamp its (epsilon, delta) on the audit")
+    t.add_argument("--model", help="the TabularGAN directory, to stamp its (epsilon, delta) on the audit and "
+                   "leave out the columns it treated as identifiers")
+    t.add_argument("--identifiers", help="comma-separated identifier columns to leave out of every measure "
+                   "(default: detected as TabularGAN detects them, or the --model's); 'none' audits every column")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="write audit.json and audit.md to this directory")
     t.add_argument("--json", action="store_true", help="print JSON instead of the readable report")
@@ -147,12 +150,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from ganforge.metrics.tabular import audit, read_table
 
     real, synthetic, holdout = read_table(args.real), read_table(args.synthetic), read_table(args.holdout)
-    dp = None
+    dp, identifiers = None, None
     if args.model:
         model = json.loads((Path(args.model) / "tabular_gan.json").read_text())
         dp = model.get("privacy")
+        identifiers = [c["name"] for c in model.get("transformer", {}).get("columns", [])
+                       if c.get("kind") == "identifier" and c.get("name") in real.columns]
+    if args.identifiers is not None:
+        identifiers = [] if args.identifiers.strip().lower() == "none" else _columns(args.identifiers)
     report = audit(real, synthetic, holdout, target=args.target, discrete_columns=_columns(args.discrete),
-                   seed=args.seed, dp=dp)
+                   seed=args.seed, dp=dp, identifiers=identifiers)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

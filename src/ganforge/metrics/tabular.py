@@ -57,21 +57,32 @@ __all__ = [
     "AuditReport",
     "audit",
     "column_types",
+    "detect_identifiers",
     "read_table",
     "write_table",
 ]
 
 # Bump whenever a definition below changes: it is stamped in every report's protocol, so two audits
 # are compared only when they measured the same thing.
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: identifier columns left out of every measure (1 scored them); associated_pair_trends
 
 CONTINUOUS, DATETIME, DURATION, DISCRETE = "continuous", "datetime", "duration", "discrete"
 MAX_DISCRETE_INTEGERS = 20  # an integer column with at most this many distinct values is a category
 PAIR_BINS = 10  # quantile bins of a continuous column when paired with a discrete one (as SDMetrics)
+# "associated" pairs, SDMetrics 0.32 QualityReport's defaults: a real |Pearson| above 0.5 for two continuous
+# columns, a real Cramer's V above 0.3 otherwise. Most pairs of a real table are about independent, and on those
+# independent per-column sampling scores as well as a fresh real sample, so the all-pairs mean cannot show
+# whether relationships were kept; the mean over associated pairs can.
+ASSOCIATED_CORRELATION, ASSOCIATED_CRAMERS_V = 0.5, 0.3
 ONEHOT_MAX_CATEGORIES = 50  # per column in the privacy space; rarer and unseen categories share one slot
 COPY_DECIMALS = 6  # exact copies: continuous values compared after scaling, to 1e-6 of a robust std
 RATE_TABLE_MAX = 20  # categories listed per column in category_rates (the maximum difference uses all)
 HGB_MAX_CATEGORIES = 250  # HistGradientBoosting's native categorical support needs codes < max_bins (255)
+# identifiers (as TabularGAN detects them, so the audit leaves out what the generator never learns): a column
+# named like one (`id`, `customer_id`, `email`) with at least this share of distinct values and not floats ...
+ID_NAMED_UNIQUE_SHARE = 0.5
+# ... or text or integers with nearly all values distinct (floats never: measurements are often all distinct)
+ID_UNIQUE_SHARE, ID_MIN_DISTINCT = 0.95, 50
 
 # Privacy verdict. "Excess copies" = share of synthetic rows that exactly copy a training row minus
 # the same share for holdout rows: repeats that new real rows also show are not memorisation.
@@ -271,7 +282,8 @@ def _is_missing(labels: np.ndarray) -> np.ndarray:
 # Validation and sampling
 
 
-def _validate(frames: dict[str, pd.DataFrame], target: str | None, discrete_columns: list, max_rows: int) -> None:
+def _validate(frames: dict[str, pd.DataFrame], target: str | None, discrete_columns: list, max_rows: int,
+              identifiers: list | None = None) -> None:
     for name, frame in frames.items():
         if not isinstance(frame, pd.DataFrame):
             raise ConfigError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
@@ -294,8 +306,47 @@ def _validate(frames: dict[str, pd.DataFrame], target: str | None, discrete_colu
     if unknown:
         raise ConfigError(f"discrete_columns {unknown} are not columns of real_train; "
                           f"columns are {list(map(str, columns))}")
+    unknown = [str(c) for c in identifiers or [] if c not in columns]
+    if unknown:
+        raise ConfigError(f"identifiers {unknown} are not columns of real_train; columns are {list(map(str, columns))}")
+    if target is not None and target in (identifiers or []):
+        raise ConfigError(f"target {target!r} is also named an identifier: an identifier is left out of the audit, "
+                          "so it cannot be predicted; drop it from identifiers")
     if not isinstance(max_rows, numbers.Integral) or max_rows < 10:
         raise ConfigError(f"max_rows must be an integer of at least 10, got {max_rows!r}")
+
+
+def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict[Any, str]:
+    """The columns of ``frame`` that identify a record rather than describe it, each with the reason.
+
+    The rules are `ganforge.TabularGAN`'s (which never learns such columns and gives synthetic rows fresh
+    values): a name like ``id``, ``customer_id`` or ``email`` with at least ``ID_NAMED_UNIQUE_SHARE`` of
+    its values distinct (float columns excepted), or text or integers with at least ``ID_UNIQUE_SHARE``
+    distinct and more than ``ID_MIN_DISTINCT`` values. Scoring such a column would measure how new ids
+    relate to old ones: fresh ids look unfaithful, and copied ids make rows look further from the
+    training rows than they are. Columns in ``exclude`` (the target, declared discrete columns) are kept.
+    """
+    from ganforge.data.tabular import _id_like_name
+
+    found: dict[Any, str] = {}
+    excluded = set(exclude)
+    for column in frame.columns:
+        series = frame[column]
+        dtype = series.dtype
+        if column in excluded or ptypes.is_bool_dtype(dtype) or ptypes.is_float_dtype(dtype) or (
+                ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype)):
+            continue
+        present = series.dropna()
+        if present.empty:
+            continue
+        distinct = int(present.nunique())
+        share = distinct / len(present)
+        if _id_like_name(column) and share >= ID_NAMED_UNIQUE_SHARE:
+            found[column] = f"named like an identifier, {share:.0%} of its values distinct"
+        elif share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT and (
+                ptypes.is_integer_dtype(dtype) or isinstance(present.iloc[0], str)):
+            found[column] = f"{share:.0%} of its values distinct"
+    return found
 
 
 def _sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
@@ -406,6 +457,17 @@ def _contingency_similarity(real_a: np.ndarray, real_b: np.ndarray, synthetic_a:
     return 1.0 - 0.5 * float(np.abs(p - q).sum())
 
 
+def _cramers_v(real_a: np.ndarray, real_b: np.ndarray, n_a: int, n_b: int) -> float:
+    """Cramer's V of the real joint frequency table (missing is a category; empty rows and columns dropped)."""
+    from scipy.stats.contingency import association
+
+    table = np.bincount(real_a * n_b + real_b, minlength=n_a * n_b).reshape(n_a, n_b)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if min(table.shape) < 2:
+        return 0.0  # a column with one value is associated with nothing
+    return float(association(table, method="cramer"))
+
+
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     both = np.isfinite(x) & np.isfinite(y)
     if both.sum() < 2:
@@ -427,15 +489,20 @@ def _fidelity(real: dict, synthetic: dict, kinds: dict) -> dict[str, Any]:
                 corr_real, corr_synthetic = _pearson(real[a], real[b]), _pearson(synthetic[a], synthetic[b])
                 score = 1.0 - abs(corr_real - corr_synthetic) / 2.0  # NaN when a column is constant
                 pairs.append({"column_1": str(a), "column_2": str(b), "metric": "CorrelationSimilarity",
-                              "score": score, "real_correlation": corr_real, "synthetic_correlation": corr_synthetic})
+                              "score": score, "real_correlation": corr_real, "synthetic_correlation": corr_synthetic,
+                              "associated": bool(abs(corr_real) > ASSOCIATED_CORRELATION)})
             else:
                 (real_a, synthetic_a, n_a), (real_b, synthetic_b, n_b) = codes[a], codes[b]
                 score = _contingency_similarity(real_a, real_b, synthetic_a, synthetic_b, n_a, n_b)
+                cramers_v = _cramers_v(real_a, real_b, n_a, n_b)
                 pairs.append({"column_1": str(a), "column_2": str(b), "metric": "ContingencySimilarity",
-                              "score": score})
+                              "score": score, "real_cramers_v": cramers_v,
+                              "associated": bool(cramers_v > ASSOCIATED_CRAMERS_V)})
     shapes = _nanmean([entry["shape"] for entry in per_column.values()])
     pair_trends = _nanmean([pair["score"] for pair in pairs])
+    associated = [pair["score"] for pair in pairs if pair["associated"]]
     return {"score": _nanmean([shapes, pair_trends]), "column_shapes": shapes, "column_pair_trends": pair_trends,
+            "associated_pair_trends": _nanmean(associated), "associated_pairs": len(associated),
             "columns": per_column, "pairs": pairs}
 
 
@@ -716,6 +783,7 @@ def audit(
     seed: int = 0,
     max_rows: int = 20000,
     dp: dict | None = None,
+    identifiers: Sequence[str] | None = None,
 ) -> AuditReport:
     """Audit ``synthetic`` against the rows it was trained on (``real_train``) and rows it never saw.
 
@@ -723,6 +791,8 @@ def audit(
 
     1. Validate: every real_train column must exist in ``synthetic`` and ``real_holdout`` (extra
        columns there are ignored and listed in the protocol); ``target`` must be one of them.
+       Identifier columns are left out of everything below: ``identifiers`` names them, or, when it is
+       None, :func:`detect_identifiers` finds them in real_train (pass ``[]`` to audit every column).
     2. Sample at most ``max_rows`` rows of each frame with ``seed`` (everything below uses the samples).
     3. Type the columns from real_train (:func:`column_types`).
     4. Fidelity. Column shapes: continuous 1 - KS statistic, discrete 1 - total variation distance of
@@ -733,6 +803,11 @@ def audit(
        1 - TVD of the joint frequency table, continuous columns cut into 10 quantile bins of the real
        data, missing as its own category. Fidelity = mean(shapes mean, pair trends mean).
        Pairs undefined on the real data (a constant column) are left out of the mean.
+       ``associated_pair_trends``: the same mean over the pairs associated in real_train (|Pearson| above
+       ``ASSOCIATED_CORRELATION``, Cramér's V of the joint table above ``ASSOCIATED_CRAMERS_V``; the
+       thresholds of SDMetrics 0.32's QualityReport), with their count in ``associated_pairs``. Only it
+       shows lost relationships: on the many near-independent pairs, sampling each column on its own
+       scores as well as fresh real rows do.
     5. Utility (with ``target``): HistGradientBoosting with ``random_state=seed`` trained on synthetic
        (TSTR) and on real_train (TRTR), both tested on real_holdout; ROC AUC (macro one-vs-rest for
        several classes) and accuracy, or R², and TSTR / TRTR.
@@ -745,9 +820,18 @@ def audit(
     """
     frames = {"real_train": real_train, "synthetic": synthetic, "real_holdout": real_holdout}
     discrete = _as_list(discrete_columns)
-    _validate(frames, target, discrete, max_rows)
-    columns = list(real_train.columns)
-    audited = set(columns)
+    named = None if identifiers is None else _as_list(identifiers)
+    _validate(frames, target, discrete, max_rows, named)
+    if named is None:
+        keep = discrete + ([] if target is None else [target])
+        left_out = detect_identifiers(real_train, exclude=keep)
+    else:
+        left_out = {c: "named in identifiers" for c in named}
+    columns = [c for c in real_train.columns if c not in left_out]
+    if not columns:
+        raise ConfigError(f"every column of real_train is an identifier ({list(map(str, left_out))}): nothing "
+                          "to audit; pass identifiers=[] (--identifiers none) to audit them anyway")
+    audited = set(real_train.columns)
     ignored = {name: [str(c) for c in frames[name].columns if c not in audited] for name in _FRAMES[1:]}
     samples = {name: _sample(frames[name][columns], max_rows, seed) for name in _FRAMES}
     kinds = column_types(samples["real_train"], discrete)
@@ -767,6 +851,7 @@ def audit(
         "target": None if target is None else str(target),
         "task": None if utility is None else utility["task"],
         "ignored_columns": ignored,
+        "identifier_columns": {str(c): why for c, why in left_out.items()},
         "pair_bins": PAIR_BINS,
         "dp": dp,
     }
@@ -873,7 +958,10 @@ def _markdown(report: AuditReport) -> str:
 
     lines += ["## Fidelity", "",
               f"Column shapes {_pct(fidelity['column_shapes'], 1)}, column pair trends "
-              f"{_pct(fidelity['column_pair_trends'], 1)}, overall {_pct(fidelity['score'], 1)}.", "",
+              f"{_pct(fidelity['column_pair_trends'], 1)}, overall {_pct(fidelity['score'], 1)}. "
+              f"Pair trends of the {fidelity['associated_pairs']} associated pair(s) (real |Pearson| above "
+              f"{ASSOCIATED_CORRELATION} or Cramér's V above {ASSOCIATED_CRAMERS_V}): "
+              f"{_pct(fidelity['associated_pair_trends'], 1) if fidelity['associated_pairs'] else 'none'}.", "",
               "| column | type | shape | metric | missing real / synthetic | out of range | "
               "max category gap (pp) | unseen categories |",
               "|---|---|---:|---|---:|---:|---:|---:|"]
@@ -926,6 +1014,10 @@ def _markdown(report: AuditReport) -> str:
     ignored = {k: v for k, v in protocol["ignored_columns"].items() if v}
     if ignored:
         lines.append("- ignored extra columns: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in ignored.items()))
+    identifiers = protocol.get("identifier_columns") or {}
+    if identifiers:
+        lines.append("- identifier columns, left out of every measure: "
+                     + "; ".join(f"{c} ({why})" for c, why in identifiers.items()))
     return "\n".join(lines) + "\n"
 
 
