@@ -402,3 +402,21 @@ def test_dp_noise_is_secret_kept_for_resume_and_never_saved(tmp_path):
         real, out=tmp_path / "a", resume="auto")
     assert noisy_counts(resumed) == noisy_counts(first)
     assert resumed.transformer.to_dict() == first.transformer.to_dict()
+
+
+def test_cli_audit_leaves_out_the_models_identifiers(tmp_path, capsys):
+    """`tabular audit --model` leaves out the columns the model treated as identifiers (never learned)."""
+    real = table(400).assign(patient_id=np.arange(400) // 2)  # two rows per patient: 50% distinct
+    real.iloc[:300].to_csv(tmp_path / "train.csv", index=False)
+    real.iloc[300:].to_csv(tmp_path / "holdout.csv", index=False)
+    model = TabularGAN(**TINY).fit(real.iloc[:300])
+    assert any(c.kind == "identifier" and c.name == "patient_id" for c in model.transformer.columns)
+    model.save(tmp_path / "m")
+    model.sample(300, seed=0).to_csv(tmp_path / "s.csv", index=False)
+    base = ["tabular", "audit", "--real", str(tmp_path / "train.csv"), "--synthetic", str(tmp_path / "s.csv"),
+            "--holdout", str(tmp_path / "holdout.csv"), "--json"]
+    capsys.readouterr()
+    assert main([*base, "--model", str(tmp_path / "m")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["protocol"]["identifier_columns"] == {"patient_id": "named in identifiers"}
+    assert "patient_id" not in report["fidelity"]["columns"]

@@ -361,10 +361,13 @@ def test_identifier_detection_rules():
         "amount": rng.normal(size=n),  # floats are measurements, even all distinct
         "group": rng.integers(0, 3, n),
         "user_id_float": rng.normal(size=n),  # named like an id but floats
+        "remarks": [f"called on day {i % 120} about the delivery" for i in range(n)],  # 60% distinct free text
+        "city": rng.choice(["a long city name that repeats often", "another long city name"], size=n),
     })
     found = detect_identifiers(frame)
-    assert set(found) == {"id", "email", "code", "ticket"}
-    assert detect_identifiers(frame, exclude=["ticket"]).keys() == {"id", "email", "code"}
+    assert set(found) == {"id", "email", "code", "ticket", "remarks"}
+    assert found["remarks"].startswith("free text")
+    assert detect_identifiers(frame, exclude=["ticket"]).keys() == {"id", "email", "code", "remarks"}
 
 
 def test_identifier_errors(train, fresh, holdout):

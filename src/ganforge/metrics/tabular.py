@@ -83,6 +83,7 @@ HGB_MAX_CATEGORIES = 250  # HistGradientBoosting's native categorical support ne
 ID_NAMED_UNIQUE_SHARE = 0.5
 # ... or text or integers with nearly all values distinct (floats never: measurements are often all distinct)
 ID_UNIQUE_SHARE, ID_MIN_DISTINCT = 0.95, 50
+FREE_TEXT_MIN_LENGTH, FREE_TEXT_UNIQUE_SHARE = 25, 0.5  # ... or long, mostly distinct text (free text)
 
 # Privacy verdict. "Excess copies" = share of synthetic rows that exactly copy a training row minus
 # the same share for holdout rows: repeats that new real rows also show are not memorisation.
@@ -321,8 +322,9 @@ def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict
 
     The rules are `ganforge.TabularGAN`'s (which never learns such columns and gives synthetic rows fresh
     values): a name like ``id``, ``customer_id`` or ``email`` with at least ``ID_NAMED_UNIQUE_SHARE`` of
-    its values distinct (float columns excepted), or text or integers with at least ``ID_UNIQUE_SHARE``
-    distinct and more than ``ID_MIN_DISTINCT`` values. Scoring such a column would measure how new ids
+    its values distinct (float columns excepted), text or integers with at least ``ID_UNIQUE_SHARE``
+    distinct and more than ``ID_MIN_DISTINCT`` values, or free text (``FREE_TEXT_MIN_LENGTH`` characters on
+    average, ``FREE_TEXT_UNIQUE_SHARE`` distinct). Scoring such a column would measure how new ids
     relate to old ones: fresh ids look unfaithful, and copied ids make rows look further from the
     training rows than they are. Columns in ``exclude`` (the target, declared discrete columns) are kept.
     """
@@ -346,6 +348,10 @@ def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict
         elif share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT and (
                 ptypes.is_integer_dtype(dtype) or isinstance(present.iloc[0], str)):
             found[column] = f"{share:.0%} of its values distinct"
+        elif isinstance(present.iloc[0], str) and share >= FREE_TEXT_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT:
+            length = float(present.astype(str).str.len().mean())
+            if length >= FREE_TEXT_MIN_LENGTH:
+                found[column] = f"free text, {share:.0%} distinct, {length:.0f} characters on average"
     return found
 
 
