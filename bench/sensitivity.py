@@ -75,6 +75,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the hyperparameter draws")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sensitivity.md"))
     p.add_argument("--from-json", help="only write the table from the .json of an earlier (possibly cut short) run")
+    p.add_argument("--reference-from", help="take the reference run from an earlier run's .json (the reference is "
+                   "deterministic: same steps and scoring give the same fd) instead of training it again")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganforge-sensitivity-"))
@@ -85,7 +87,8 @@ def main() -> None:
         reference, rows = saved["reference"], saved["rows"]
         threshold = args.fd_factor * reference["fd"]
     else:
-        reference = run({}, args.steps, root / "reference", args.n_eval)
+        reference = json.loads(Path(args.reference_from).read_text())["reference"] if args.reference_from else run(
+            {}, args.steps, root / "reference", args.n_eval)
         threshold = args.fd_factor * reference["fd"]
         print(f"reference (plain defaults): fd {reference['fd']:.2f}, classes {reference['classes_covered']:.0f}; "
               f"success = fd <= {threshold:.2f} and >= {args.min_classes} classes", flush=True)
