@@ -546,8 +546,7 @@ class TabularTransformer:
         if distinct <= MAX_DISCRETE_INTEGERS:
             return "categorical", None
         share = distinct / len(values)
-        if (share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT) or (
-                _id_like_name(name) and share >= ID_NAMED_UNIQUE_SHARE):
+        if identifier_rule(name, distinct, len(values)) is not None:
             return "identifier", _identifier_note(name, f"{share:.0%} of its values are distinct")
         return "integer", None
 
@@ -575,10 +574,10 @@ class TabularTransformer:
         distinct, n = len(values), total
         share = distinct / n
         mean_length = float(np.dot([len(t) for t in texts], weights) / total)
-        if (share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT) or (
-                _id_like_name(name) and share >= ID_NAMED_UNIQUE_SHARE):
+        rule = identifier_rule(name, distinct, n, mean_length)
+        if rule in ("named", "distinct"):
             return "identifier", _identifier_note(name, f"{share:.0%} of its values are distinct")
-        if mean_length >= FREE_TEXT_MIN_LENGTH and share >= FREE_TEXT_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT:
+        if rule == "free_text":
             return "identifier", _identifier_note(name, f"it looks like free text ({share:.0%} distinct, "
                                                         f"{mean_length:.0f} characters on average)")
         return "categorical", None
@@ -1086,6 +1085,25 @@ def _check_frame(df: Any) -> None:
     odd = [repr(c) for c in df.columns if not isinstance(c, str | int)]
     if odd:
         raise ConfigError(f"column names must be strings or integers, got {odd}: rename them")
+
+
+def identifier_rule(name: Any, distinct: int, n: float, mean_length: float | None = None) -> str | None:
+    """Which identifier rule a column of ``n`` present values, ``distinct`` of them different, meets, or None.
+
+    "named": a name like ``id`` or ``email`` (`_id_like_name`) with at least ID_NAMED_UNIQUE_SHARE distinct;
+    "distinct": at least ID_UNIQUE_SHARE distinct and more than ID_MIN_DISTINCT values; "free_text" (text
+    only: pass ``mean_length``): FREE_TEXT_MIN_LENGTH characters on average, FREE_TEXT_UNIQUE_SHARE distinct,
+    more than ID_MIN_DISTINCT values. The one rule of TabularGAN's column typing and of the audit
+    (`ganforge.metrics.tabular.detect_identifiers`), which leaves out what the model never learns."""
+    share = distinct / n
+    if _id_like_name(name) and share >= ID_NAMED_UNIQUE_SHARE:
+        return "named"
+    if share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT:
+        return "distinct"
+    if (mean_length is not None and mean_length >= FREE_TEXT_MIN_LENGTH and share >= FREE_TEXT_UNIQUE_SHARE
+            and distinct > ID_MIN_DISTINCT):
+        return "free_text"
+    return None
 
 
 def _id_like_name(name: Any) -> bool:

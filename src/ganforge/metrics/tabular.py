@@ -78,12 +78,6 @@ ONEHOT_MAX_CATEGORIES = 50  # per column in the privacy space; rarer and unseen 
 COPY_DECIMALS = 6  # exact copies: continuous values compared after scaling, to 1e-6 of a robust std
 RATE_TABLE_MAX = 20  # categories listed per column in category_rates (the maximum difference uses all)
 HGB_MAX_CATEGORIES = 250  # HistGradientBoosting's native categorical support needs codes < max_bins (255)
-# identifiers (as TabularGAN detects them, so the audit leaves out what the generator never learns): a column
-# named like one (`id`, `customer_id`, `email`) with at least this share of distinct values and not floats ...
-ID_NAMED_UNIQUE_SHARE = 0.5
-# ... or text or integers with nearly all values distinct (floats never: measurements are often all distinct)
-ID_UNIQUE_SHARE, ID_MIN_DISTINCT = 0.95, 50
-FREE_TEXT_MIN_LENGTH, FREE_TEXT_UNIQUE_SHARE = 25, 0.5  # ... or long, mostly distinct text (free text)
 
 # Privacy verdict. "Excess copies" = share of synthetic rows that exactly copy a training row minus
 # the same share for holdout rows: repeats that new real rows also show are not memorisation.
@@ -320,15 +314,15 @@ def _validate(frames: dict[str, pd.DataFrame], target: str | None, discrete_colu
 def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict[Any, str]:
     """The columns of ``frame`` that identify a record rather than describe it, each with the reason.
 
-    The rules are `ganforge.TabularGAN`'s (which never learns such columns and gives synthetic rows fresh
-    values): a name like ``id``, ``customer_id`` or ``email`` with at least ``ID_NAMED_UNIQUE_SHARE`` of
-    its values distinct (float columns excepted), text or integers with at least ``ID_UNIQUE_SHARE``
-    distinct and more than ``ID_MIN_DISTINCT`` values, or free text (``FREE_TEXT_MIN_LENGTH`` characters on
-    average, ``FREE_TEXT_UNIQUE_SHARE`` distinct). Scoring such a column would measure how new ids
+    The rules are `ganforge.TabularGAN`'s, `ganforge.data.tabular.identifier_rule` (TabularGAN never learns
+    such columns and gives synthetic rows fresh values): a name like ``id``, ``customer_id`` or ``email``
+    with at least half of its values distinct, text or integers with at least 95% distinct and more than
+    50 values, or free text (25 characters on average, half distinct); float columns are never
+    identifiers here (measurements are often all distinct). Scoring such a column would measure how new ids
     relate to old ones: fresh ids look unfaithful, and copied ids make rows look further from the
     training rows than they are. Columns in ``exclude`` (the target, declared discrete columns) are kept.
     """
-    from ganforge.data.tabular import _id_like_name
+    from ganforge.data.tabular import identifier_rule
 
     found: dict[Any, str] = {}
     excluded = set(exclude)
@@ -343,15 +337,15 @@ def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict
             continue
         distinct = int(present.nunique())
         share = distinct / len(present)
-        if _id_like_name(column) and share >= ID_NAMED_UNIQUE_SHARE:
+        text = isinstance(present.iloc[0], str)
+        length = float(present.astype(str).str.len().mean()) if text else None
+        rule = identifier_rule(column, distinct, len(present), length)
+        if rule == "named":
             found[column] = f"named like an identifier, {share:.0%} of its values distinct"
-        elif share >= ID_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT and (
-                ptypes.is_integer_dtype(dtype) or isinstance(present.iloc[0], str)):
+        elif rule == "distinct" and (ptypes.is_integer_dtype(dtype) or text):
             found[column] = f"{share:.0%} of its values distinct"
-        elif isinstance(present.iloc[0], str) and share >= FREE_TEXT_UNIQUE_SHARE and distinct > ID_MIN_DISTINCT:
-            length = float(present.astype(str).str.len().mean())
-            if length >= FREE_TEXT_MIN_LENGTH:
-                found[column] = f"free text, {share:.0%} distinct, {length:.0f} characters on average"
+        elif rule == "free_text":
+            found[column] = f"free text, {share:.0%} distinct, {length:.0f} characters on average"
     return found
 
 
@@ -455,19 +449,20 @@ def _pair_codes(real: np.ndarray, synthetic: np.ndarray, kind: str) -> tuple[np.
     return code(real), code(synthetic), n_bins + 1
 
 
-def _contingency_similarity(real_a: np.ndarray, real_b: np.ndarray, synthetic_a: np.ndarray,
-                            synthetic_b: np.ndarray, n_a: int, n_b: int) -> float:
-    """1 - total variation distance between the real and synthetic joint frequency tables."""
-    p = np.bincount(real_a * n_b + real_b, minlength=n_a * n_b) / len(real_a)
-    q = np.bincount(synthetic_a * n_b + synthetic_b, minlength=n_a * n_b) / len(synthetic_a)
-    return 1.0 - 0.5 * float(np.abs(p - q).sum())
+def _joint_counts(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> np.ndarray:
+    """The (n_a, n_b) joint frequency table of two code arrays."""
+    return np.bincount(a * n_b + b, minlength=n_a * n_b).reshape(n_a, n_b)
 
 
-def _cramers_v(real_a: np.ndarray, real_b: np.ndarray, n_a: int, n_b: int) -> float:
-    """Cramer's V of the real joint frequency table (missing is a category; empty rows and columns dropped)."""
+def _contingency_similarity(real: np.ndarray, synthetic: np.ndarray) -> float:
+    """1 - total variation distance between the real and synthetic joint frequency tables (counts)."""
+    return 1.0 - 0.5 * float(np.abs(real / real.sum() - synthetic / synthetic.sum()).sum())
+
+
+def _cramers_v(table: np.ndarray) -> float:
+    """Cramer's V of a joint frequency table (missing is a category; empty rows and columns dropped)."""
     from scipy.stats.contingency import association
 
-    table = np.bincount(real_a * n_b + real_b, minlength=n_a * n_b).reshape(n_a, n_b)
     table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
     if min(table.shape) < 2:
         return 0.0  # a column with one value is associated with nothing
@@ -499,8 +494,9 @@ def _fidelity(real: dict, synthetic: dict, kinds: dict) -> dict[str, Any]:
                               "associated": bool(abs(corr_real) > ASSOCIATED_CORRELATION)})
             else:
                 (real_a, synthetic_a, n_a), (real_b, synthetic_b, n_b) = codes[a], codes[b]
-                score = _contingency_similarity(real_a, real_b, synthetic_a, synthetic_b, n_a, n_b)
-                cramers_v = _cramers_v(real_a, real_b, n_a, n_b)
+                real_table = _joint_counts(real_a, real_b, n_a, n_b)
+                score = _contingency_similarity(real_table, _joint_counts(synthetic_a, synthetic_b, n_a, n_b))
+                cramers_v = _cramers_v(real_table)
                 pairs.append({"column_1": str(a), "column_2": str(b), "metric": "ContingencySimilarity",
                               "score": score, "real_cramers_v": cramers_v,
                               "associated": bool(cramers_v > ASSOCIATED_CRAMERS_V)})
