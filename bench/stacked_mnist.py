@@ -31,11 +31,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from ganforge.train import RunConfig, train  # noqa: E402
+from ganforge.train.config import PRESETS  # noqa: E402
 from ganforge.train.evaluation import evaluate_run  # noqa: E402
 
 MODEL = {"ngf": 32, "ndf": 32}
 REMEDIES = {"pack": 2, "minibatch_std": True}
-ARMS = {"plain": {}, "remedies": REMEDIES}
+# "robust": ganforge's --preset robust (spectral norm, R1 0.1, generator EMA 0.999), the settings a user gets
+ARMS = {"plain": {}, "remedies": REMEDIES, "robust": {k: v for k, v in PRESETS["robust"].items()}}
 
 
 def run(arm: str, seed: int, steps: int, root: Path, data_dir: str | None, n_eval: int) -> dict:
@@ -61,13 +63,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--n-eval", type=int, default=26_000)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "stacked_mnist.md"))
-    p.add_argument("--from-json", help="only write the table from the .json of an earlier (possibly cut short) run")
+    p.add_argument("--arms", help=f"comma-separated, of {', '.join(ARMS)} (default: all; none with --from-json)")
+    p.add_argument("--from-json", help="start from the rows of an earlier (possibly cut short) run's .json; "
+                   "without --arms only write the table")
     args = p.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ganforge-stacked-"))
     rows = json.loads(Path(args.from_json).read_text()) if args.from_json else []
-    for seed in [] if args.from_json else [int(s) for s in args.seeds.split(",")]:
-        for arm in ARMS:
+    arms = args.arms.split(",") if args.arms else ([] if args.from_json else list(ARMS))
+    if unknown := [a for a in arms if a not in ARMS]:
+        p.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    for seed in [int(s) for s in args.seeds.split(",")] if arms else []:
+        for arm in arms:
             r = run(arm, seed, args.steps, root, args.data_dir, args.n_eval)
             rows.append(r)
             print(f"{arm:9s} seed {seed}: {r['modes']:.0f} modes, KL {r['kl']:.3f}  ({r['seconds']:.0f} s)", flush=True)
@@ -86,19 +93,22 @@ def main() -> None:
         f"- command: `python bench/stacked_mnist.py --seeds {args.seeds} --steps {args.steps}`",
         f"- model: DCGAN {json.dumps(MODEL)}, batch 64, {args.steps} steps, non-saturating loss, Adam 2e-4, "
         "betas (0.5, 0.999)",
-        f"- remedies: {json.dumps(REMEDIES)}",
+        f"- remedies: {json.dumps(REMEDIES)}; robust: `--preset robust` {json.dumps(ARMS['robust'])}",
         f"- protocol: {rows[0]['protocol']}; modes = distinct judge-labelled channel triples among the samples",
         "",
         "| arm | seeds | modes captured (of 1000) | KL to uniform | per seed (modes / KL) |",
         "|---|---|---|---|---|",
     ]
-    for arm in ARMS:
+    for arm in [a for a in ARMS if any(r["arm"] == a for r in rows)]:
         sel = [r for r in rows if r["arm"] == arm]
         per = "; ".join(f"{r['modes']:.0f} / {r['kl']:.3f}" for r in sel)
         lines.append(f"| {arm} | {len(sel)} | {cell([r['modes'] for r in sel], '.1f')} | "
                      f"{cell([r['kl'] for r in sel], '.3f')} | {per} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.read_text() if out.exists() else ""
+    notes = old[old.index("\n## "):] if "\n## " in old else ""  # the hand-written reading, kept
+    out.write_text("\n".join(lines) + "\n" + notes)
     print("\n".join(lines))
 
 

@@ -51,6 +51,7 @@ ARMS = {
 # their adversarial weight was ~4096x stronger than the same number today
 UNSCALED = {"adv_unscaled": "adv", "adv_only_unscaled": "adv_only", "adv_ft_unscaled": "adv_ft (weight 0.01)",
             "adv_ft_nogdl_unscaled": "adv_ft, no GDL (weight 0.01)"}
+DEFAULT_STEPS = 1500  # other budgets run in runs/<arm>_<steps> and are compared with the controls of their budget
 WARM_STEPS = 1000  # fine-tuning arms start from checkpoints/step_001000 of arm "mse" (run with the same --runs)
 METRICS = ("mse", "mae", "psnr", "ssim", "sharpness", "gradient_ratio")
 
@@ -64,8 +65,10 @@ def _machine() -> str:
 def run_arm(args: argparse.Namespace) -> dict:
     settings = {k: v for k, v in ARMS[args.arm].items() if k != "warm"}
     steps, seed, init_from, warm = args.steps, args.seed, None, 0
-    if ARMS[args.arm].get("warm"):
-        init_from = Path(args.runs) / "mse" / "checkpoints" / f"step_{WARM_STEPS:06d}"
+    if ARMS[args.arm].get("warm"):  # arm mse's step-1000 checkpoint, from a run of any length
+        found = [d / "checkpoints" / f"step_{WARM_STEPS:06d}" for d in [Path(args.runs) / "mse",
+                                                                          *sorted(Path(args.runs).glob("mse_*"))]]
+        init_from = next((c for c in found if (c / "meta.json").is_file()), found[0])
         if not (init_from / "meta.json").is_file():
             raise SystemExit(f"arm {args.arm} fine-tunes arm mse's checkpoint {init_from}: run --arm mse first "
                              "with the same --runs")
@@ -77,7 +80,7 @@ def run_arm(args: argparse.Namespace) -> dict:
                        context_frames=10, future_frames=10, sample_every=250, checkpoint_every=250,
                        log_every=50, eval_every=args.eval_every, eval_n=args.eval_n, best_metric="mse",
                        model_config=json.loads(args.model_config), progress=not args.quiet, **settings)
-    out = Path(args.runs) / args.arm
+    out = Path(args.runs) / (args.arm if args.steps == DEFAULT_STEPS else f"{args.arm}_{args.steps}")
     resume = "auto" if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()) else None
     t0 = time.time()
     result = train(config, out, resume=resume)
@@ -151,7 +154,7 @@ def summarise(args: argparse.Namespace) -> None:
         latest: dict[tuple, dict] = {}
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            latest[(r["arm"], r["device"])] = r  # the newest record of each arm and device
+            latest[(r["arm"], r["device"], r["steps"])] = r  # the newest record of each arm, device and budget
         records = list(latest.values())
     lines = [
         "# Moving MNIST 10 -> 10 frame prediction",
@@ -169,7 +172,8 @@ def summarise(args: argparse.Namespace) -> None:
         lines.append(f"| {kind} | {label} | - | - | {b['mse']:.1f} | {b['mae']:.1f} | {b['psnr']:.2f} | "
                      f"{b['ssim']:.3f} | {b['sharpness']:.2f} | {b['gradient_ratio']:.3f} |")
     order = list(ARMS) + list(UNSCALED)
-    for r in sorted(records, key=lambda r: (r["device"], order.index(r["arm"]) if r["arm"] in order else 99)):
+    for r in sorted(records, key=lambda r: (r["device"], r["steps"], order.index(r["arm"]) if r["arm"] in order
+                                            else 99)):
         t = r["test"]
         loss = f"MSE + {r['gdl_weight']} GDL + {r['adv_weight']} adv" + (", SN D" if r.get("spectral_norm") else "")
         if r.get("adv_scale") == "unscaled":
@@ -179,27 +183,9 @@ def summarise(args: argparse.Namespace) -> None:
         lines.append(f"| {r['arm']} ({r['device']}) | {loss} | {budget} x {r['batch_size']} | "
                      f"{r['train_seconds_total']:.0f} | {t['mse']:.1f} | {t['mae']:.1f} | {t['psnr']:.2f} | "
                      f"{t['ssim']:.3f} | {t['sharpness']:.2f} | {t['gradient_ratio']:.3f} |")
-    by_arm = {r["arm"]: r for r in records if r["device"] == "cpu"}
-    controls = {name: by_arm[name]["test"] for name in ("mse", "mse_ft") if name in by_arm}
-    if controls:
-        best_mse = min(c["mse"] for c in controls.values())
-        sharpest = max(c["sharpness"] for c in controls.values())
-        steepest = max(c["gradient_ratio"] for c in controls.values())
-        lines += ["", "Adversarial arms against the MSE-only controls (" + ", ".join(controls) + "). Goal: sharper "
-                  "than every control with MSE at most 10% above the best control's. Sharper is counted only when both "
-                  "measures agree: Mathieu et al.'s sharpness difference (dB) alone also rewards darker frames "
-                  f"(all-black frames score {base['zeros']['sharpness']:.2f} dB, above every model), and the "
-                  "gradient ratio alone rewards edges in the wrong place.", ""]
-        for name in [a for a in order if a in by_arm and by_arm[a]["adv_weight"] > 0]:
-            t = by_arm[name]["test"]
-            change = 100 * (t["mse"] / best_mse - 1)
-            by_db, by_ratio = t["sharpness"] > sharpest, t["gradient_ratio"] > steepest
-            verdict = "goal met" if by_db and by_ratio and change <= 10 else "goal not met"
-            word = {True: "higher", False: "not higher"}
-            lines.append(f"- {name}: sharpness {t['sharpness']:.2f} vs {sharpest:.2f} dB ({word[by_db]}); "
-                         f"gradient ratio {t['gradient_ratio']:.3f} vs {steepest:.3f} "
-                         f"({word[by_ratio]}); MSE {t['mse']:.1f} vs {best_mse:.1f} "
-                         f"({change:+.1f}%) -> **{verdict}**")
+    for device, steps in sorted({(r["device"], r["steps"]) for r in records}):
+        lines += _verdicts([r for r in records if (r["device"], r["steps"]) == (device, steps)], base, order,
+                           f"{device}, {steps} generator updates")
     machines = sorted({r["machine"] for r in records})
     lines += ["", f"Machine: {'; '.join(machines) or _machine()}. Date: {time.strftime('%Y-%m-%d')}.",
               "Published 200-epoch GPU anchors (OpenSTL): ConvLSTM 29.8, PredRNN 24.0 MSE per frame."]
@@ -211,13 +197,43 @@ def summarise(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def _verdicts(records: list[dict], base: dict, order: list[str], budget: str) -> list[str]:
+    """The goal, checked for each adversarial arm of one device and budget against the MSE-only controls of
+    the same budget (a longer run is compared with a control as long, never with a shorter one)."""
+    by_arm = {r["arm"]: r for r in records}
+    controls = {name: by_arm[name]["test"] for name in ("mse", "mse_ft") if name in by_arm}
+    adversarial = [a for a in order if a in by_arm and by_arm[a]["adv_weight"] > 0]
+    if not controls or not adversarial:
+        return []
+    best_mse = min(c["mse"] for c in controls.values())
+    sharpest = max(c["sharpness"] for c in controls.values())
+    steepest = max(c["gradient_ratio"] for c in controls.values())
+    lines = ["", f"Adversarial arms against the MSE-only controls ({', '.join(controls)}) at {budget}. Goal: sharper "
+             "than every control with MSE at most 10% above the best control's. Sharper is counted only when both "
+             "measures agree: Mathieu et al.'s sharpness difference (dB) alone also rewards darker frames "
+             f"(all-black frames score {base['zeros']['sharpness']:.2f} dB, above every model), and the "
+             "gradient ratio alone rewards edges in the wrong place.", ""]
+    for name in adversarial:
+        t = by_arm[name]["test"]
+        change = 100 * (t["mse"] / best_mse - 1)
+        by_db, by_ratio = t["sharpness"] > sharpest, t["gradient_ratio"] > steepest
+        verdict = "goal met" if by_db and by_ratio and change <= 10 else "goal not met"
+        word = {True: "higher", False: "not higher"}
+        lines.append(f"- {name}: sharpness {t['sharpness']:.2f} vs {sharpest:.2f} dB ({word[by_db]}); "
+                     f"gradient ratio {t['gradient_ratio']:.3f} vs {steepest:.3f} "
+                     f"({word[by_ratio]}); MSE {t['mse']:.1f} vs {best_mse:.1f} "
+                     f"({change:+.1f}%) -> **{verdict}**")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arm", choices=list(ARMS), help="train and evaluate one arm")
     p.add_argument("--summarise", action="store_true", help="baselines + the table of all arms run so far")
     p.add_argument("--generate", action="store_true", help="train and score MoCoGAN (1-digit, 32x32, 16 frames)")
     p.add_argument("--data-dir", default=os.environ.get("GANFORGE_DATA"), help="folder with mnist.npz")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help="generator updates in all (fine-tuning arms: 1000 of them are arm mse's)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -361,13 +361,43 @@ def test_identifier_detection_rules():
         "amount": rng.normal(size=n),  # floats are measurements, even all distinct
         "group": rng.integers(0, 3, n),
         "user_id_float": rng.normal(size=n),  # named like an id but floats
+        # an id column with missing values reads as float64: integer-valued floats are typed as integers
+        "account_id": np.where(np.arange(n) % 10 == 0, np.nan, np.arange(n, dtype=float)),
+        "serial": np.arange(n) + 0.5,  # all distinct, but with a fractional part: a measurement
+        "visit_id": np.arange(n) % 4,  # named like an id, 4 distinct values: a category (as TabularGAN types it)
         "remarks": [f"called on day {i % 120} about the delivery" for i in range(n)],  # 60% distinct free text
         "city": rng.choice(["a long city name that repeats often", "another long city name"], size=n),
     })
     found = detect_identifiers(frame)
-    assert set(found) == {"id", "email", "code", "ticket", "remarks"}
+    assert set(found) == {"id", "email", "code", "ticket", "remarks", "account_id"}
     assert found["remarks"].startswith("free text")
-    assert detect_identifiers(frame, exclude=["ticket"]).keys() == {"id", "email", "code", "remarks"}
+    assert detect_identifiers(frame, exclude=["ticket"]).keys() == {"id", "email", "code", "remarks", "account_id"}
+
+
+def test_identifier_detection_matches_tabulargan_typing():
+    """The audit leaves out exactly the columns TabularGAN types as identifiers (and so never learns)."""
+    from ganforge.data.tabular import TabularTransformer
+    from ganforge.metrics.tabular import detect_identifiers
+
+    n = 120
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({
+        "account_id": np.where(np.arange(n) % 10 == 0, np.nan, np.arange(n, dtype=float) * 3),
+        "ticket": np.arange(n) * 7,
+        "visit_id": np.arange(n) % 4,
+        "serial": np.arange(n) + 0.5,
+        "amount": rng.normal(size=n),
+        "email": [f"user{i}@example.org" for i in range(n)],
+        "group": rng.choice(["a", "b"], size=n),
+    })
+    transformer = TabularTransformer().fit(frame)
+    typed = {info.name for info in transformer.columns if info.kind == "identifier"}
+    assert typed == set(detect_identifiers(frame)) == {"account_id", "ticket", "email"}
+    # a small table: 15 visit ids over 30 rows is half distinct and named like an id, but TabularGAN types
+    # integers with at most 20 distinct values as a category first
+    small = pd.DataFrame({"visit_id": np.arange(30) // 2, "x": rng.normal(size=30)})
+    small_typed = {info.name for info in TabularTransformer().fit(small).columns if info.kind == "identifier"}
+    assert small_typed == set(detect_identifiers(small)) == set()
 
 
 def test_identifier_errors(train, fresh, holdout):

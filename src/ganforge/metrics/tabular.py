@@ -317,32 +317,41 @@ def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict
     The rules are `ganforge.TabularGAN`'s, `ganforge.data.tabular.identifier_rule` (TabularGAN never learns
     such columns and gives synthetic rows fresh values): a name like ``id``, ``customer_id`` or ``email``
     with at least half of its values distinct, text or integers with at least 95% distinct and more than
-    50 values, or free text (25 characters on average, half distinct); float columns are never
-    identifiers here (measurements are often all distinct). Scoring such a column would measure how new ids
-    relate to old ones: fresh ids look unfaithful, and copied ids make rows look further from the
+    50 values, or free text (25 characters on average, half distinct). Numbers are typed as TabularGAN types
+    them: floats with a fractional part are measurements (never identifiers, even all distinct), while an
+    integer-valued float column is taken for integers (an id column with missing values reads as float64);
+    integers with at most 20 distinct values are categories. Scoring an identifier would measure how new
+    ids relate to old ones: fresh ids look unfaithful, and copied ids make rows look further from the
     training rows than they are. Columns in ``exclude`` (the target, declared discrete columns) are kept.
     """
-    from ganforge.data.tabular import identifier_rule
+    from ganforge.data.tabular import MAX_DISCRETE_INTEGERS, identifier_rule
 
     found: dict[Any, str] = {}
     excluded = set(exclude)
     for column in frame.columns:
         series = frame[column]
         dtype = series.dtype
-        if column in excluded or ptypes.is_bool_dtype(dtype) or ptypes.is_float_dtype(dtype) or (
+        if column in excluded or ptypes.is_bool_dtype(dtype) or (
                 ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype)):
             continue
         present = series.dropna()
         if present.empty:
             continue
+        numeric = ptypes.is_numeric_dtype(dtype)
+        if numeric and ptypes.is_float_dtype(dtype):
+            values = present.to_numpy(dtype=float)
+            if not (np.isfinite(values).all() and np.all(values == np.round(values))):
+                continue  # a measurement
         distinct = int(present.nunique())
+        if numeric and distinct <= MAX_DISCRETE_INTEGERS:
+            continue  # a category, as TabularGAN types it
         share = distinct / len(present)
         text = isinstance(present.iloc[0], str)
         length = float(present.astype(str).str.len().mean()) if text else None
         rule = identifier_rule(column, distinct, len(present), length)
         if rule == "named":
             found[column] = f"named like an identifier, {share:.0%} of its values distinct"
-        elif rule == "distinct" and (ptypes.is_integer_dtype(dtype) or text):
+        elif rule == "distinct" and (numeric or text):
             found[column] = f"{share:.0%} of its values distinct"
         elif rule == "free_text":
             found[column] = f"free text, {share:.0%} distinct, {length:.0f} characters on average"
