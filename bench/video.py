@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ganforge.data.images import to_model_range
@@ -80,7 +81,8 @@ def run_arm(args: argparse.Namespace) -> dict:
                        context_frames=10, future_frames=10, sample_every=250, checkpoint_every=250,
                        log_every=50, eval_every=args.eval_every, eval_n=args.eval_n, best_metric="mse",
                        model_config=json.loads(args.model_config), progress=not args.quiet, **settings)
-    out = Path(args.runs) / (args.arm if args.steps == DEFAULT_STEPS else f"{args.arm}_{args.steps}")
+    name = args.arm if args.steps == DEFAULT_STEPS else f"{args.arm}_{args.steps}"
+    out = Path(args.runs) / (name if args.seed == 0 else f"{name}_s{args.seed}")
     resume = "auto" if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()) else None
     t0 = time.time()
     result = train(config, out, resume=resume)
@@ -90,7 +92,7 @@ def run_arm(args: argparse.Namespace) -> dict:
     scores = evaluate_video(trained.config, trained, test, device=args.device)
     record = {
         "arm": args.arm, **settings, "adv_scale": "per frame", "steps": warm + result.step, "warm_steps": warm,
-        "init_from": init_from, "batch_size": args.batch_size, "seed": seed,
+        "init_from": init_from, "batch_size": args.batch_size, "seed": seed, "bench_seed": args.seed,
         "model_config": config.model_config, "train_seconds_this_session": round(seconds, 1),
         "train_seconds_total": round(float(json.loads((out / "stats.jsonl").read_text().splitlines()[-1])["time"]), 1),
         "params_generator": sum(p.numel() for p in trained.generator.parameters()),
@@ -154,7 +156,8 @@ def summarise(args: argparse.Namespace) -> None:
         latest: dict[tuple, dict] = {}
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            latest[(r["arm"], r["device"], r["steps"])] = r  # the newest record of each arm, device and budget
+            # the newest record of each arm, device, budget and --seed
+            latest[(r["arm"], r["device"], r["steps"], r.get("bench_seed", 0))] = r
         records = list(latest.values())
     lines = [
         "# Moving MNIST 10 -> 10 frame prediction",
@@ -172,20 +175,22 @@ def summarise(args: argparse.Namespace) -> None:
         lines.append(f"| {kind} | {label} | - | - | {b['mse']:.1f} | {b['mae']:.1f} | {b['psnr']:.2f} | "
                      f"{b['ssim']:.3f} | {b['sharpness']:.2f} | {b['gradient_ratio']:.3f} |")
     order = list(ARMS) + list(UNSCALED)
-    for r in sorted(records, key=lambda r: (r["device"], r["steps"], order.index(r["arm"]) if r["arm"] in order
-                                            else 99)):
+    for r in sorted(records, key=lambda r: (r["device"], r["steps"], r.get("bench_seed", 0),
+                                            order.index(r["arm"]) if r["arm"] in order else 99)):
         t = r["test"]
         loss = f"MSE + {r['gdl_weight']} GDL + {r['adv_weight']} adv" + (", SN D" if r.get("spectral_norm") else "")
         if r.get("adv_scale") == "unscaled":
             loss += " (unscaled: x4096 today's)"
         warm = r.get("warm_steps", 0)
         budget = f"{warm} MSE + {r['steps'] - warm}" if warm else f"{r['steps']}"
-        lines.append(f"| {r['arm']} ({r['device']}) | {loss} | {budget} x {r['batch_size']} | "
+        seed = f", seed {r['bench_seed']}" if r.get("bench_seed") else ""
+        lines.append(f"| {r['arm']} ({r['device']}{seed}) | {loss} | {budget} x {r['batch_size']} | "
                      f"{r['train_seconds_total']:.0f} | {t['mse']:.1f} | {t['mae']:.1f} | {t['psnr']:.2f} | "
                      f"{t['ssim']:.3f} | {t['sharpness']:.2f} | {t['gradient_ratio']:.3f} |")
-    for device, steps in sorted({(r["device"], r["steps"]) for r in records}):
-        lines += _verdicts([r for r in records if (r["device"], r["steps"]) == (device, steps)], base, order,
-                           f"{device}, {steps} generator updates")
+    for device, steps, seed in sorted({(r["device"], r["steps"], r.get("bench_seed", 0)) for r in records}):
+        lines += _verdicts([r for r in records if (r["device"], r["steps"], r.get("bench_seed", 0)) == (
+            device, steps, seed)], base, order, f"{device}, {steps} generator updates" + (
+            f", --seed {seed}" if seed else ""))
     machines = sorted({r["machine"] for r in records})
     lines += ["", f"Machine: {'; '.join(machines) or _machine()}. Date: {time.strftime('%Y-%m-%d')}.",
               "Published 200-epoch GPU anchors (OpenSTL): ConvLSTM 29.8, PredRNN 24.0 MSE per frame."]
@@ -195,6 +200,60 @@ def summarise(args: argparse.Namespace) -> None:
     (RESULTS / "video.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "video.json").write_text(json.dumps({"baselines": base, "arms": records}, indent=1) + "\n")
     print("\n".join(lines))
+
+
+def paired(args: argparse.Namespace) -> dict:
+    """Per-clip paired comparison of two arms' runs on the test set, with bootstrap 95% intervals over clips.
+
+    The goal's margins can be small (hundredths of a dB), so each verdict needs its uncertainty: both runs
+    predict the same test clips; per clip, the sharpness difference (dB, averaged over the future frames), the
+    MSE difference, and the image-gradient sums that make up the gradient ratio; 2000 bootstrap resamples of
+    the clips give intervals for the differences of the means and of the two ratios of means."""
+    from ganforge.metrics.video import as_unit_clips, image_gradients
+    from ganforge.train.video_run import _predict
+
+    runs = [Path(args.runs) / name for name in args.paired]
+    test, per = None, []
+    for run in runs:
+        trained = load_video_run(run, checkpoint="latest", device=args.device)
+        test = test or load_video_test_set(trained.config, n=args.test_n)
+        k, m = trained.config.context_frames, trained.config.future_frames
+        pred = ((_predict(trained.generator, to_model_range(test.clips[:, :k]), m, torch.device(args.device)) + 1)
+                / 2).clamp(0, 1)
+        truth = as_unit_clips(test.clips[:, k: k + m], "true clips")
+        gp, gt = image_gradients(pred), image_gradients(truth)
+        per.append({
+            "mse": (pred - truth).pow(2).sum(dim=(2, 3, 4)).mean(dim=1).double().numpy(),
+            "sharpness": (10 * torch.log10(1.0 / (gp - gt).abs().mean(dim=(2, 3, 4)).clamp_min(1e-10)))
+            .mean(dim=1).double().numpy(),
+            "grad_pred": gp.sum(dim=(1, 2, 3, 4)).double().numpy(),
+            "grad_true": gt.sum(dim=(1, 2, 3, 4)).double().numpy(),
+        })
+    a, b = per
+    rng = np.random.default_rng(0)
+    n = len(a["mse"])
+    idx = rng.integers(n, size=(2000, n))
+
+    def interval(values: np.ndarray) -> list[float]:
+        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+    out = {"a": args.paired[0], "b": args.paired[1], "n_clips": n, "difference": "a - b"}
+    for name in ("mse", "sharpness"):
+        d = a[name] - b[name]
+        out[name] = {"a": float(a[name].mean()), "b": float(b[name].mean()), "diff": float(d.mean()),
+                     "ci95": interval(d[idx].mean(axis=1)), "a_better_clips": float(np.mean(
+                         d < 0 if name == "mse" else d > 0))}
+    ratio = {key: x["grad_pred"][idx].sum(axis=1) / x["grad_true"][idx].sum(axis=1) for key, x in (("a", a),
+                                                                                                    ("b", b))}
+    out["gradient_ratio"] = {"a": float(a["grad_pred"].sum() / a["grad_true"].sum()),
+                             "b": float(b["grad_pred"].sum() / b["grad_true"].sum()),
+                             "ci95": interval(ratio["a"] - ratio["b"])}
+    out["gradient_ratio"]["diff"] = out["gradient_ratio"]["a"] - out["gradient_ratio"]["b"]
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / "video_paired.jsonl", "a") as f:
+        f.write(json.dumps({**out, "date": time.strftime("%Y-%m-%d"), "machine": _machine()}) + "\n")
+    print(json.dumps(out, indent=1))
+    return out
 
 
 def _verdicts(records: list[dict], base: dict, order: list[str], budget: str) -> list[str]:
@@ -244,8 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-config", default='{"width": 8, "hidden": 32}', help="JSON of PredictorConfig fields")
     p.add_argument("--runs", default="runs/bench-video")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--paired", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="compare two runs under --runs (e.g. adv_ft_lowgdl_3000 mse_ft_3000) clip by clip")
     args = p.parse_args(argv)
-    if args.generate:
+    if args.paired:
+        paired(args)
+    elif args.generate:
         run_generation(args)
     elif args.summarise:
         summarise(args)
