@@ -37,7 +37,7 @@ from ganforge.train.evaluation import evaluate_run  # noqa: E402
 MODEL = {"ngf": 32, "ndf": 32}
 REMEDIES = {"pack": 2, "minibatch_std": True}
 # "robust": ganforge's --preset robust (spectral norm, R1 0.1, generator EMA 0.999), the settings a user gets
-ARMS = {"plain": {}, "remedies": REMEDIES, "robust": {k: v for k, v in PRESETS["robust"].items()}}
+ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"])}
 
 
 def run(arm: str, seed: int, steps: int, root: Path, data_dir: str | None, n_eval: int) -> dict:

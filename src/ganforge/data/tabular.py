@@ -541,14 +541,10 @@ class TabularTransformer:
                       distinct: int) -> tuple[str, str | None]:
         if not np.isfinite(values).all():
             raise ConfigError(f"column {name!r} holds infinite values: replace them with NaN or finite numbers")
-        if not (integer_dtype or np.all(values == np.round(values))):
-            return "continuous", None
-        if distinct <= MAX_DISCRETE_INTEGERS:
-            return "categorical", None
-        share = distinct / len(values)
-        if identifier_rule(name, distinct, len(values)) is not None:
-            return "identifier", _identifier_note(name, f"{share:.0%} of its values are distinct")
-        return "integer", None
+        kind = numeric_kind(name, values, integer_dtype, distinct)
+        if kind == "identifier":
+            return kind, _identifier_note(name, f"{distinct / len(values):.0%} of its values are distinct")
+        return kind, None
 
     def _object_kind(self, name: Any, counts: pd.Series) -> tuple[str, str | None]:
         """Text (or mixed Python objects): boolean, numbers, mixed (an error), dates, identifier or categorical."""
@@ -1104,6 +1100,19 @@ def identifier_rule(name: Any, distinct: int, n: float, mean_length: float | Non
             and distinct > ID_MIN_DISTINCT):
         return "free_text"
     return None
+
+
+def numeric_kind(name: Any, values: np.ndarray, integer_dtype: bool, distinct: int) -> str:
+    """How TabularGAN types a numeric column of present ``values`` (``distinct`` of them different):
+    "continuous" when some value has a fractional part (or is not finite), else "categorical" for at most
+    MAX_DISCRETE_INTEGERS distinct values, "identifier" when `identifier_rule` says so, else "integer".
+    Integer-valued floats count as integers (an id column with missing values reads as float64). Shared by
+    TabularTransformer and the audit's `ganforge.metrics.tabular.detect_identifiers`."""
+    if not (integer_dtype or (np.isfinite(values).all() and np.all(values == np.round(values)))):
+        return "continuous"
+    if distinct <= MAX_DISCRETE_INTEGERS:
+        return "categorical"
+    return "identifier" if identifier_rule(name, distinct, len(values)) is not None else "integer"
 
 
 def _id_like_name(name: Any) -> bool:

@@ -324,7 +324,7 @@ def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict
     ids relate to old ones: fresh ids look unfaithful, and copied ids make rows look further from the
     training rows than they are. Columns in ``exclude`` (the target, declared discrete columns) are kept.
     """
-    from ganforge.data.tabular import MAX_DISCRETE_INTEGERS, identifier_rule
+    from ganforge.data.tabular import identifier_rule, numeric_kind
 
     found: dict[Any, str] = {}
     excluded = set(exclude)
@@ -338,13 +338,10 @@ def detect_identifiers(frame: pd.DataFrame, exclude: Sequence[Any] = ()) -> dict
         if present.empty:
             continue
         numeric = ptypes.is_numeric_dtype(dtype)
-        if numeric and ptypes.is_float_dtype(dtype):
-            values = present.to_numpy(dtype=float)
-            if not (np.isfinite(values).all() and np.all(values == np.round(values))):
-                continue  # a measurement
         distinct = int(present.nunique())
-        if numeric and distinct <= MAX_DISCRETE_INTEGERS:
-            continue  # a category, as TabularGAN types it
+        if numeric and numeric_kind(column, present.to_numpy(dtype=float), ptypes.is_integer_dtype(dtype),
+                                    distinct) != "identifier":
+            continue  # a measurement, a category or plain integers, as TabularGAN types it
         share = distinct / len(present)
         text = isinstance(present.iloc[0], str)
         length = float(present.astype(str).str.len().mean()) if text else None
