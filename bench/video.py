@@ -45,6 +45,10 @@ ARMS = {
     # GDL dims the blur (lower gradient ratio), the adversarial term alone sharpens edges: both, with a stronger D term
     "adv_ft_gdl": {"adv_weight": 3.0, "gdl_weight": 1.0, "spectral_norm": True, "warm": True},
     "adv_ft_lowgdl": {"adv_weight": 1.0, "gdl_weight": 0.1, "spectral_norm": True, "warm": True},
+    # adv_ft_lowgdl with a smoother D (R1 on the real clips): the doctor sees D win from step 250 without it
+    "adv_ft_r1": {"adv_weight": 1.0, "gdl_weight": 0.1, "spectral_norm": True, "r1_weight": 1.0, "warm": True},
+    # adv_ft_lowgdl's GDL with a 3x stronger adversarial term, to outweigh GDL's dimming
+    "adv_ft_adv3": {"adv_weight": 3.0, "gdl_weight": 0.1, "spectral_norm": True, "warm": True},
     # the control for the fine-tuning arms: the same warm start, fresh optimiser and data seed, MSE only
     "mse_ft": {"adv_weight": 0.0, "gdl_weight": 0.0, "warm": True},
 }

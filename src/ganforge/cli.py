@@ -65,7 +65,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                    help="start the generator from another run's latest checkpoint (or this checkpoint): "
                    "weights only, D and optimisers fresh; e.g. adversarial fine-tuning of an MSE-trained model")
     g.add_argument("--preset", help="a named starting point under --config and flags: robust (spectral norm, "
-                   "R1 0.1, EMA; see docs/stabilisers.md), ttur (lr_g 1e-4, lr_d 4e-4, betas (0, 0.9)), dcgan")
+                   "R1 0.1, EMA; see docs/stabilisers.md), ttur (lr_g 1e-4, lr_d 4e-4, betas (0, 0.9)), dcgan, "
+                   "mixture2d (2-D point mixtures: MLP with z 2, R1 1, EMA, lr decay, 40k steps)")
     g = p.add_argument_group("stabilisers (see docs/stabilisers.md)")
     g.add_argument("--spectral-norm", action="store_const", const=True, help="spectral normalisation in D")
     g.add_argument("--minibatch-std", action="store_const", const=True, help="minibatch standard deviation in D")
@@ -209,7 +210,7 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = No
     ``base`` < preset < TOML < flags (the caller fills in what depends on the data, then builds the config)."""
     from ganforge.errors import ConfigError
     from ganforge.train import RunConfig
-    from ganforge.train.config import load_toml
+    from ganforge.train.config import layer_settings, load_toml
     from ganforge.train.rundir import RunDir
 
     explicit = _explicit_settings(args)
@@ -218,7 +219,7 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = No
     if preset and args.resume is None:  # layering: defaults < preset < TOML < flags
         from ganforge.train.config import preset_settings
 
-        file_settings = {**preset_settings(preset), **file_settings}
+        file_settings = layer_settings(preset_settings(preset), file_settings)
     if args.resume is not None:
         if not args.out:
             raise ConfigError("--resume needs --out RUN_DIR: the run to continue")
@@ -237,7 +238,7 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = No
             )
         config = stored.merged({k: v for k, v in wanted.items() if k in RunConfig.RESUMABLE_CHANGES})
         return config, {}, args.out
-    return None, {**(base or {}), **file_settings, **explicit}, args.out
+    return None, layer_settings(base or {}, file_settings, explicit), args.out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -297,9 +298,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         saved = Path(args.run_dir) / REJECTION_DIR / "rejection.json"
         fitted = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
         if args.refit_rejection or fitted is None or fitted.get("checkpoint") != run.checkpoint.name \
-                or fitted.get("steps") != args.rejection_steps:
+                or fitted.get("steps") != args.rejection_steps or fitted.get("lr", 2e-4) != args.rejection_lr:
             sampler = fit_rejection(args.run_dir, checkpoint=str(run.checkpoint), steps=args.rejection_steps,
-                                    device=args.device, progress=not args.no_progress)
+                                    lr=args.rejection_lr, device=args.device, progress=not args.no_progress)
         else:
             sampler = load_rejection(args.run_dir, device=args.device)
         images = sampler.sample(args.n, labels=args.label, seed=args.seed, gamma=args.rejection_gamma,
@@ -481,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="acceptance shift: 0 (default) is exact rejection sampling, negative accepts more")
     p.add_argument("--rejection-steps", type=_positive_int, default=2000,
                    help="steps of fitting D to the density ratio (default 2000; a change refits)")
+    p.add_argument("--rejection-lr", type=float, default=2e-4,
+                   help="Adam learning rate of that fit (default 2e-4; bench/modes.py uses 1e-3 with 6000 steps "
+                   "on 2-D mixtures; a change refits)")
     p.add_argument("--refit-rejection", action="store_true", help="fit the rejection discriminator again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_sample)

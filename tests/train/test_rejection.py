@@ -110,6 +110,10 @@ def test_cli_rejection_fits_once_and_reuses(tmp_path, capsys):
     assert weights.stat().st_mtime_ns == stamp  # reused, not refitted
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     assert np.load(tmp_path / "a.npy").shape == (50, 2)
+    # another learning rate is another fit: refitted, and recorded
+    assert main([*args, "--rejection-lr", "1e-3", "--out", str(tmp_path / "c.npy")]) == 0
+    assert weights.stat().st_mtime_ns != stamp
+    assert json.loads((run_dir / "rejection" / "rejection.json").read_text())["lr"] == 1e-3
 
 
 def test_packed_runs_are_refused(tmp_path):

@@ -161,6 +161,39 @@ def test_cli_preset_is_layered_under_flags(tmp_path):
     assert cfg["preset"] == "robust" and cfg["spectral_norm"] is True and cfg["ema"] == 0.9
 
 
+def test_layer_settings_merges_network_settings_and_swaps_run_lengths():
+    from ganforge.train.config import layer_settings
+
+    preset = {"model_config": {"z_dim": 2, "hidden_g": (128, 128)}, "steps": 40_000, "ema": 0.999}
+    merged = layer_settings(preset, {"model_config": {"z_dim": 4}, "epochs": 3.0})
+    assert merged["model_config"] == {"z_dim": 4, "hidden_g": (128, 128)}  # one key changed, widths kept
+    assert "steps" not in merged and merged["epochs"] == 3.0 and merged["ema"] == 0.999
+    assert layer_settings({"epochs": 2.0}, {"steps": 10}) == {"steps": 10}
+    assert layer_settings(preset, {"model_config": None})["model_config"] is None  # explicit None still wins
+
+
+def test_cli_mixture2d_preset_trains_the_measured_recipe(tmp_path):
+    from ganforge.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "mixture2d", "--data", "ring8", "--model-opt", "hidden_d=[32,32]",
+               "--steps", "30", "--log-every", "10", "--out", str(out), "--no-progress", "--no-report"])
+    assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["model"] == "mlp" and cfg["preset"] == "mixture2d" and cfg["steps"] == 30
+    assert cfg["model_config"]["z_dim"] == 2 and list(cfg["model_config"]["hidden_g"]) == [128, 128, 128]
+    assert list(cfg["model_config"]["hidden_d"]) == [32, 32]
+    assert cfg["r1_weight"] == 1.0 and cfg["ema"] == 0.999 and cfg["lr_decay"] == "linear"
+    # without --steps the preset's 40k steps hold; --epochs replaces them instead of clashing
+    from ganforge.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["train", "--preset", "mixture2d", "--data", "grid25", "--epochs", "2"])
+    _, settings, _ = _config_from_args(args)
+    assert settings["epochs"] == 2 and "steps" not in settings
+    args = build_parser().parse_args(["train", "--preset", "mixture2d", "--data", "grid25"])
+    assert _config_from_args(args)[1]["steps"] == 40_000
+
+
 # --- callbacks --------------------------------------------------------------------------------------------
 def test_a_callback_can_stop_training_with_a_checkpoint(tmp_path, tiny_config):
     seen = []

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.errors import ConfigError, DataNotFoundError, GanforgeError
-from ganforge.train.config import RunConfig, load_toml, preset_settings, save_json
+from ganforge.train.config import RunConfig, layer_settings, load_toml, preset_settings, save_json
 
 STUDY_NAME = "ganforge-tune"
 STUDY_FILE = "study.db"
@@ -861,8 +861,8 @@ def cmd_tune(args: argparse.Namespace, settings_from_args: Callable[[argparse.Na
     file_settings = load_toml(args.config) if args.config else {}
     preset = getattr(args, "preset", None) or file_settings.get("preset")
     if preset:
-        file_settings = {**preset_settings(preset), **file_settings}
-    settings = {**file_settings, **explicit}
+        file_settings = layer_settings(preset_settings(preset), file_settings)
+    settings = layer_settings(file_settings, explicit)
     if settings.get("data") in (None, "auto"):
         raise ConfigError("ganforge tune needs --data (every trial trains on it), e.g. --data ring8")
     if "model" not in settings and str(settings["data"]).lower() in ("ring8", "grid25"):
