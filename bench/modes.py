@@ -95,18 +95,15 @@ def save_panels(panels: dict[str, torch.Tensor], data: str, path: Path) -> Path:
     from PIL import Image, ImageDraw
 
     from ganforge.data.toy import MIXTURES
-    from ganforge.grid import save_scatter
+    from ganforge.grid import scatter_image
 
     reference = torch.from_numpy(MIXTURES[data].sample(2500, seed=1)[0])
     extent = 5.5 if data == "grid25" else 2.75
     size, label = 300, 18
     pic = Image.new("RGB", (size * len(panels), size + label), "white")
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, samples) in enumerate(panels.items()):
-            one = save_scatter(samples, Path(tmp) / f"{i}.png", reference=reference, size=size, extent=extent)
-            with Image.open(one) as im:
-                pic.paste(im, (i * size, label))
-            ImageDraw.Draw(pic).text((i * size + 6, 3), name, fill="black")
+    for i, (name, samples) in enumerate(panels.items()):
+        pic.paste(scatter_image(samples, reference=reference, size=size, extent=extent), (i * size, label))
+        ImageDraw.Draw(pic).text((i * size + 6, 3), name, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     pic.save(path)
     return path
@@ -130,9 +127,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ganforge-modes-"))
     json_path = Path(args.out).with_suffix(".json")
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    # earlier runs' rows stay (a run replaces only its own (data, arm, seed, steps, z) rows)
-    rows = json.loads(Path(args.from_json or json_path).read_text()) if Path(args.from_json or json_path).is_file() \
-        else []
+    # earlier runs' rows stay (a run replaces only its own rows: same data, arm, seed, steps, batch and net)
+    source = Path(args.from_json or json_path)
+    rows = json.loads(source.read_text()) if source.is_file() else []
     panels: dict[str, dict[str, torch.Tensor]] = {}
     for data in [] if args.from_json else args.datasets.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -154,8 +151,7 @@ def main() -> None:
 
 
 def _key(row: dict) -> tuple:
-    return (row["data"], row["arm"], row["seed"], row["steps"], row.get("z_dim", 16), row.get("batch_size", 256),
-            _net(row))
+    return row["data"], row["arm"], row["seed"], row["steps"], row.get("batch_size", 256), _net(row)
 
 
 def _net(row: dict) -> str:
@@ -165,7 +161,7 @@ def _net(row: dict) -> str:
 
 
 def write_table(rows: list[dict], out: Path, n_eval: int) -> None:
-    """The table of every (data, z, steps, arm) in ``rows``; the hand-written part of ``out`` (from its
+    """The table of every (data, net, steps, arm) in ``rows``; the hand-written part of ``out`` (from its
     first ``## `` heading) is kept."""
 
     def cell(vals: list[float], fmt: str) -> str:

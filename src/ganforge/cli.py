@@ -298,7 +298,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         saved = Path(args.run_dir) / REJECTION_DIR / "rejection.json"
         fitted = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else None
         if args.refit_rejection or fitted is None or fitted.get("checkpoint") != run.checkpoint.name \
-                or fitted.get("steps") != args.rejection_steps or fitted.get("lr", 2e-4) != args.rejection_lr:
+                or fitted.get("steps") != args.rejection_steps or fitted.get("lr") != args.rejection_lr:
             sampler = fit_rejection(args.run_dir, checkpoint=str(run.checkpoint), steps=args.rejection_steps,
                                     lr=args.rejection_lr, device=args.device, progress=not args.no_progress)
         else:

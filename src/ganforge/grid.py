@@ -61,7 +61,17 @@ def save_scatter(
     size: int = 400,
     extent: float | None = None,
 ) -> Path:
-    """Save 2-D points as a PNG scatter plot (generated in red over ``reference`` in grey).
+    """Save 2-D points as a PNG scatter plot (`scatter_image`), written atomically."""
+    return _save_png(scatter_image(points, reference, size, extent), path)
+
+
+def scatter_image(
+    points: torch.Tensor,
+    reference: torch.Tensor | None = None,
+    size: int = 400,
+    extent: float | None = None,
+) -> Image.Image:
+    """2-D points as a scatter plot picture (generated in red over ``reference`` in grey).
 
     ``extent`` is the half-width of the square shown; by default it fits every point with a margin.
     """
@@ -88,4 +98,4 @@ def save_scatter(
     if ref is not None:
         plot(ref, (160, 160, 160))
     plot(pts, (214, 39, 40))
-    return _save_png(pic, path)
+    return pic
