@@ -26,6 +26,10 @@ def test_ring8_train_eval_and_metrics_file(tmp_path, capsys):
     for step, value in fd.items():
         meta = json.loads((out / "checkpoints" / f"step_{step:06d}" / "meta.json").read_text())
         assert meta["score"] == pytest.approx(value)
+    # the doctor's probe logs the SWD between two real sets of its size (256 points): the floor a perfect G would score
+    stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    floors = {r["Probe/swd_floor"] for r in stats if "Probe/swd" in r}
+    assert len(floors) == 1 and 0.03 < floors.pop() < 0.3 < stats[0]["Probe/swd"]
     capsys.readouterr()
     assert main(["eval", str(out), "--n", "1000", "--metrics", "fd,kid,prdc,modes", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)

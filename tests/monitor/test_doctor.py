@@ -347,6 +347,33 @@ def test_same_d_statistics_with_improving_quality_is_the_equilibrium():
     assert any(f.code == "healthy_equilibrium" for f in doctor.active())
 
 
+def test_a_stall_near_the_real_vs_real_floor_is_not_called_not_learning():
+    """2-D mixtures: D at chance, swd 0.45 -> 0.38 (0.86x its early value, a "stall"), but the floor is 0.25.
+
+    Three good grid25 runs were flagged like this before the probe logged Probe/swd_floor. Above the floor the
+    swd fell to 0.68x; with a true stall (swd flat far above the floor) the same D statistics still fire.
+    """
+    rng = np.random.default_rng(0)
+    n = 60
+    s = _stream(0, n=n)
+    s["D/acc_real"] = s["D/acc_fake"] = np.clip(0.55 + 0.03 * rng.standard_normal(n), 0, 1)
+    s["D/real"], s["D/fake"] = 0.503 + 0.002 * rng.standard_normal(n), 0.497 + 0.002 * rng.standard_normal(n)
+    s["D/margin"] = 0.025 + 0.005 * rng.standard_normal(n)
+    s["Probe/diversity"] = 1.0 + 0.02 * rng.standard_normal(n)
+    s["Probe/swd"] = (0.38 + 0.07 * np.exp(-np.arange(n) / 3)) * (1 + 0.01 * rng.standard_normal(n))
+    without_floor = {f.code for f in run(_records(s))[0].history()}
+    s["Probe/swd_floor"] = np.full(n, 0.25)
+    with_floor = {f.code for f in run(_records(s))[0].history()}
+    assert "discriminator_not_learning" in without_floor
+    assert "discriminator_not_learning" not in with_floor
+    s["Probe/swd"] = 0.66 * (1 + 0.01 * rng.standard_normal(n))  # far above the floor and flat: a real stall
+    s["Probe/swd_floor"] = np.full(n, 0.06)
+    doctor, _ = run(_records(s))
+    finding = next(f for f in doctor.history() if f.code == "discriminator_not_learning")
+    assert finding.evidence["Probe/swd_floor"] == pytest.approx(0.06)
+    assert "floor 0.06" in finding.message
+
+
 def test_healthy_equilibrium_is_reached_after_quality_levels_off_and_stays():
     for seed in range(5):
         doctor, raised = run(_records(_stream(seed, n=90)))

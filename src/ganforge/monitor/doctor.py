@@ -47,7 +47,12 @@ their median, and an MLP GAN on ring8):
     early value, or the primary fd/kid metric >= 0.8 of its first evaluation, or Probe/diversity
     < ``low_diversity`` (0.5); and neither swd nor fd has improved by the ``improved_ratio``
     factor. With no quality evidence at all it does not fire: the same D statistics with improving
-    quality are the healthy equilibrium. Persistence as for discriminator_wins.
+    quality are the healthy equilibrium. When the run logs Probe/swd_floor, the SWD between two
+    real sets of the probe's size (what a perfect generator still scores), the stall is judged on
+    the part above it, (swd - floor) / (early - floor): on 2-D mixtures the first probes already
+    sit near the floor (grid25: 0.40-0.48 early against 0.20-0.30), and three good grid25 runs
+    were flagged at 0.80-0.86x the raw early value, 0.5-0.75x above the floor. Persistence as for
+    discriminator_wins.
 ``oscillation`` (warning)
     over the last ``osc_window`` (20) logs after warm-up, ``osc_signals`` (2) series -- all of
     them when fewer are logged -- swing widely *and* repeatedly (one noisy series alone is not
@@ -350,6 +355,8 @@ class _Quality:
     swd_ratio: float | None = None
     swd_count: int = 0
     swd_gain: float | None = None  # relative improvement over the last plateau_records probes
+    swd_floor: float | None = None  # Probe/swd_floor: SWD between two real sets of the probe's size
+    swd_stall_ratio: float | None = None  # (swd_now - floor) / (swd_ref - floor); swd_ratio without a floor
     fd_name: str | None = None
     fd_first: float | None = None
     fd_now: float | None = None
@@ -367,6 +374,8 @@ class _Quality:
         out: dict[str, float] = {}
         if self.swd_now is not None and self.swd_ref is not None:
             out.update({"Probe/swd": self.swd_now, "Probe/swd_early": self.swd_ref})
+            if self.swd_floor is not None:
+                out["Probe/swd_floor"] = self.swd_floor
         if self.fd_name is not None and self.fd_now is not None and self.fd_first is not None:
             out.update({self.fd_name: self.fd_now, f"{self.fd_name}_first": self.fd_first})
         if self.diversity is not None:
@@ -376,7 +385,8 @@ class _Quality:
     def describe(self) -> str:
         parts = []
         if self.swd_now is not None and self.swd_ref is not None:
-            parts.append(f"Probe/swd {self.swd_now:.3g} vs {self.swd_ref:.3g} early")
+            parts.append(f"Probe/swd {self.swd_now:.3g} vs {self.swd_ref:.3g} early"
+                         + (f", real-vs-real floor {self.swd_floor:.3g}" if self.swd_floor is not None else ""))
         if self.fd_name is not None and self.fd_now is not None and self.fd_first is not None and self.fd_count >= 2:
             parts.append(f"{self.fd_name} {self.fd_now:.3g} vs {self.fd_first:.3g} first")
         if self.diversity is not None:
@@ -683,6 +693,12 @@ class Doctor:
             q.swd_count = self._swd_count
             if q.swd_ref > 0:
                 q.swd_ratio = q.swd_now / q.swd_ref
+            q.swd_stall_ratio = q.swd_ratio
+            floor = self._values("Probe/swd_floor", 1)
+            if floor:
+                q.swd_floor = floor[0]
+                above = q.swd_ref - q.swd_floor
+                q.swd_stall_ratio = max(q.swd_now - q.swd_floor, 0.0) / above if above > 0 else None
             last = self._values("Probe/swd", cfg.plateau_records)
             if len(last) == cfg.plateau_records:
                 half = cfg.plateau_records // 2
@@ -856,8 +872,8 @@ class Doctor:
         if q.improved(cfg.improved_ratio):
             return _Verdict(False)
         signs = []
-        if q.swd_ratio is not None and q.swd_count >= cfg.stall_records:
-            signs.append(q.swd_ratio >= cfg.stalled_ratio)
+        if q.swd_stall_ratio is not None and q.swd_count >= cfg.stall_records:
+            signs.append(q.swd_stall_ratio >= cfg.stalled_ratio)
         if q.fd_ratio is not None and q.fd_count >= 2:
             signs.append(q.fd_ratio >= cfg.stalled_ratio)
         if q.diversity is not None and q.diversity < cfg.low_diversity:

@@ -522,7 +522,8 @@ _CHARTS: list[tuple[str, list[tuple[str, str]], dict[str, Any]]] = [
     ("D accuracy on real and fake", [("D/acc_real", "real"), ("D/acc_fake", "fake")], {"y_fixed": (0.0, 1.0)}),
     ("Gradient norms (log scale)", [("Grad/D", "‖∇D‖"), ("Grad/G", "‖∇G‖")], {"log": True}),
     ("Sample diversity (probe; 1 = as spread as real data)", [("Probe/diversity", "diversity")], {}),
-    ("Sliced Wasserstein distance to real (probe)", [("Probe/swd", "swd")], {}),
+    ("Sliced Wasserstein distance to real (probe)",
+     [("Probe/swd", "swd"), ("Probe/swd_floor", "real vs real (what a perfect G scores)")], {}),
     ("Regularisers", [("Loss/D/gp", "gradient penalty"), ("Loss/D/r1", "R1 penalty")], {}),
 ]
 _ALWAYS = 4  # the first charts are shown (as "no data yet") even when their stats are missing
