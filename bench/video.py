@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ganforge.data.images import to_model_range
+from ganforge.grid import save_grid
 from ganforge.metrics.video import baseline_predictions, prediction_errors
 from ganforge.train import RunConfig, train
 from ganforge.train.video_run import evaluate_video, load_video_run, load_video_test_set
@@ -61,6 +62,7 @@ UNSCALED = {"adv_unscaled": "adv", "adv_only_unscaled": "adv_only", "adv_ft_unsc
             "adv_ft_nogdl_unscaled": "adv_ft, no GDL (weight 0.01)"}
 DEFAULT_STEPS = 1500  # other budgets run in runs/<arm>_<steps> and are compared with the controls of their budget
 WARM_STEPS = 1000  # fine-tuning arms start from checkpoints/step_001000 of arm "mse" (run with the same --runs)
+PICTURE_CLIPS = (0, 1, 2)  # test clips drawn by --paired --picture
 METRICS = ("mse", "mae", "psnr", "ssim", "sharpness", "gradient_ratio")
 
 
@@ -220,7 +222,7 @@ def paired(args: argparse.Namespace) -> dict:
     from ganforge.train.video_run import _predict
 
     runs = [Path(args.runs) / name for name in args.paired]
-    test, per = None, []
+    test, per, shown = None, [], []
     for run in runs:
         trained = load_video_run(run, checkpoint="latest", device=args.device)
         test = test or load_video_test_set(trained.config, n=args.test_n)
@@ -229,12 +231,17 @@ def paired(args: argparse.Namespace) -> dict:
                 / 2).clamp(0, 1)
         truth = as_unit_clips(test.clips[:, k: k + m], "true clips")
         gp, gt = image_gradients(pred), image_gradients(truth)
+        shown.append(pred[list(PICTURE_CLIPS)])
         per.append({
             "mse": (pred - truth).pow(2).sum(dim=(2, 3, 4)).mean(dim=1).double().numpy(),
             "sharpness": (10 * torch.log10(1.0 / (gp - gt).abs().mean(dim=(2, 3, 4)).clamp_min(1e-10)))
             .mean(dim=1).double().numpy(),
             "grad_pred": gp.sum(dim=(1, 2, 3, 4)).double().numpy(),
             "grad_true": gt.sum(dim=(1, 2, 3, 4)).double().numpy(),
+            # ink: the pixel sum of a predicted frame (averaged over the future frames). The sharpness dB rewards
+            # darker predictions (black frames score 13.35 dB), so a sharper arm must not simply be darker
+            "ink": pred.sum(dim=(2, 3, 4)).mean(dim=1).double().numpy(),
+            "ink_true": truth.sum(dim=(2, 3, 4)).mean(dim=1).double().numpy(),
         })
     a, b = per
     rng = np.random.default_rng(0)
@@ -256,6 +263,18 @@ def paired(args: argparse.Namespace) -> dict:
                              "b": float(b["grad_pred"].sum() / b["grad_true"].sum()),
                              "ci95": interval(ratio["a"] - ratio["b"])}
     out["gradient_ratio"]["diff"] = out["gradient_ratio"]["a"] - out["gradient_ratio"]["b"]
+    d = a["ink"] - b["ink"]
+    out["ink"] = {"a": float(a["ink"].mean()), "b": float(b["ink"].mean()), "truth": float(a["ink_true"].mean()),
+                  "diff": float(d.mean()), "ci95": interval(d[idx].mean(axis=1))}
+    if args.picture:
+        # per clip three rows: the truth, RUN_B, RUN_A; columns: the last context frame, then every other future frame
+        clips = as_unit_clips(test.clips[list(PICTURE_CLIPS)], "test clips")
+        rows = []
+        for i in range(len(PICTURE_CLIPS)):
+            for future in (clips[i, k: k + m], shown[1][i], shown[0][i]):
+                rows.append(torch.cat([clips[i, k - 1: k], future[::2].cpu()]))
+        save_grid(torch.cat(rows) * 2 - 1, args.picture, nrow=1 + (m + 1) // 2)
+        out["picture"] = str(args.picture)
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "video_paired.jsonl", "a") as f:
         f.write(json.dumps({**out, "date": time.strftime("%Y-%m-%d"), "machine": _machine()}) + "\n")
@@ -312,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--paired", nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="compare two runs under --runs (e.g. adv_ft_lowgdl_3000 mse_ft_3000) clip by clip")
+    p.add_argument("--picture", help="with --paired: a PNG of a few test clips, rows truth / RUN_B / RUN_A")
     args = p.parse_args(argv)
     if args.paired:
         paired(args)
