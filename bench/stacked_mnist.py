@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from ganforge.monitor.stats import read_jsonl  # noqa: E402
 from ganforge.train import RunConfig, train  # noqa: E402
 from ganforge.train.config import PRESETS  # noqa: E402
 from ganforge.train.evaluation import evaluate_run  # noqa: E402
@@ -52,7 +53,6 @@ def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | Non
     there already, trained with this configuration) and score the checkpoint at each step of ``eval_at``."""
     out = root / f"{arm}-{seed}"
     steps = max(eval_at)
-    seconds = None
     if not score_only:
         shutil.rmtree(out, ignore_errors=True)
         every = math.gcd(*eval_at)
@@ -60,13 +60,10 @@ def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | Non
                            steps=steps, seed=seed, batch_size=64, sample_every=every, checkpoint_every=every,
                            keep_checkpoints=steps // every + 1, log_every=50, progress=False, threads=1,
                            report=False, **ARMS[arm])
-        start = time.time()
         train(config, out)
-        seconds = time.time() - start
     elif not (out / "checkpoints").is_dir():
         raise SystemExit(f"--score-only: no run {out} (train it with the same arm and seed first)")
-    trained_for = {json.loads(line)["step"]: json.loads(line).get("time")
-                   for line in (out / "stats.jsonl").read_text().splitlines() if line.strip()}
+    trained_for = {r["step"]: r.get("time") for r in read_jsonl(out / "stats.jsonl")}  # training seconds by step
     rows = []
     for at in eval_at:
         if not (out / "checkpoints" / f"step_{at:06d}").is_dir():
@@ -77,7 +74,7 @@ def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | Non
         values = {s.metric.split("_mnist_cnn")[0]: s.value for s in scores}
         rows.append({"arm": arm, "seed": seed, "steps": at, "modes": values["stacked_modes"],
                      "kl": values["kl_stacked_modes"],
-                     "seconds": round(seconds if at == steps and seconds else trained_for.get(at) or 0.0, 1),
+                     "seconds": round(trained_for.get(at) or 0.0, 1),
                      "protocol": scores[0].protocol.describe()})
     return rows
 

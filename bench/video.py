@@ -51,7 +51,8 @@ ARMS = {
     # adv_ft_lowgdl's GDL with a 3x stronger adversarial term, to outweigh GDL's dimming
     "adv_ft_adv3": {"adv_weight": 3.0, "gdl_weight": 0.1, "spectral_norm": True, "warm": True},
     # between adv_ft_lowgdl (GDL 0.1: +dB, gradient ratio ~0) and adv_ft_strong (no GDL: gradient ratio +25 %, -dB) at
-    # 3000 updates, linearly interpolated: GDL 0.085 keeps both above the control on seeds 0 and 1; seed 2 confirms
+    # 3000 updates, interpolated linearly so both measures would rise on seeds 0 and 1; measured, it lowered the
+    # gradient ratio on both (bench/results/video_notes.md): kept to reproduce that negative result
     "adv_ft_gdl085": {"adv_weight": 1.0, "gdl_weight": 0.085, "spectral_norm": True, "warm": True},
     # the control for the fine-tuning arms: the same warm start, fresh optimiser and data seed, MSE only
     "mse_ft": {"adv_weight": 0.0, "gdl_weight": 0.0, "warm": True},
