@@ -43,8 +43,13 @@ REMEDIES = {"pack": 2, "minibatch_std": True}
 # "robust": ganforge's --preset robust (spectral norm, R1 0.1, generator EMA 0.999), the settings a user gets
 # "ema": the generator's moving average (sampled from) and a linear learning-rate decay, the pair that evened out
 # the grid25 mode histogram (bench/modes.py); aimed at the KL here, once plain training finds every mode
+# "remedies_decay": remedies with both learning rates decayed linearly to 0 over the second half of the run
+# "remedies_wide": remedies with twice the channels in G and D (ngf/ndf 64, as in the DCGAN paper): better digits
+# per channel are what the KL needs once every mode is found
 ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
-        "ema": {"ema": 0.999, "lr_decay": "linear"}}
+        "ema": {"ema": 0.999, "lr_decay": "linear"},
+        "remedies_decay": {**REMEDIES, "lr_decay": "linear", "lr_decay_start": 0.5},
+        "remedies_wide": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}}}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,
@@ -56,10 +61,12 @@ def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | Non
     if not score_only:
         shutil.rmtree(out, ignore_errors=True)
         every = math.gcd(*eval_at)
-        config = RunConfig(model="dcgan", data="stacked_mnist", data_dir=data_dir, model_config=dict(MODEL),
+        settings = dict(ARMS[arm])
+        model = {**MODEL, **settings.pop("model_config", {})}
+        config = RunConfig(model="dcgan", data="stacked_mnist", data_dir=data_dir, model_config=model,
                            steps=steps, seed=seed, batch_size=64, sample_every=every, checkpoint_every=every,
                            keep_checkpoints=steps // every + 1, log_every=50, progress=False, threads=1,
-                           report=False, **ARMS[arm])
+                           report=False, **settings)
         train(config, out)
     elif not (out / "checkpoints").is_dir():
         raise SystemExit(f"--score-only: no run {out} (train it with the same arm and seed first)")
@@ -131,7 +138,9 @@ def main() -> None:
         f"torch {torch.__version__}, 1 thread",
         "- commands: " + "; ".join(f"`{c}`" for c in commands),
         f"- model: DCGAN {json.dumps(MODEL)}, batch 64, non-saturating loss, Adam 2e-4, betas (0.5, 0.999)",
-        f"- remedies: {json.dumps(REMEDIES)}; robust: `--preset robust` {json.dumps(ARMS['robust'])}",
+        "- arms (settings on top of the model's): " + "; ".join(
+            f"{a}: {json.dumps(v)}" + (" (`--preset robust`)" if a == "robust" else "")
+            for a, v in ARMS.items() if any(r["arm"] == a for r in rows)),
         "- protocol: " + "; ".join(dict.fromkeys(r["protocol"] for r in rows))
         + " (the judge's hash differs between machines that trained it; same recipe and seed); modes = distinct "
         "judge-labelled channel triples among the samples",

@@ -636,3 +636,27 @@ def test_other_losses_stay_quiet_on_healthy_runs(loss):
             s["Loss/D"], s["Loss/G"] = 0.2 + 0.02 * rng.standard_normal(n), 0.3 + 0.03 * rng.standard_normal(n)
         doctor, _ = run(_records(s), Doctor(loss=loss, total_steps=3000))
         assert not problems(doctor.history()), [(f.code, f.message) for f in doctor.history()]
+
+
+def _slow_start(seed: int, until: int) -> list[dict]:
+    """A generator that draws near-identical samples (diversity ~0.18) until step ``until``, then spreads out."""
+    rng = np.random.default_rng(seed + 5000)
+    s = _stream(seed, n=80)
+    i = _at(s, until)
+    s["Probe/diversity"][:i] = 0.18 + 0.01 * rng.standard_normal(i)
+    return _records(s)
+
+
+def test_a_generator_that_has_not_spread_out_yet_is_a_warning_early_and_an_error_if_it_lasts():
+    # Stacked MNIST runs draw near-identical blobs at step 250 (diversity 0.18) and are diverse by step 550-1600
+    _, raised = run(_slow_start(0, until=800))
+    collapse = [f for f in raised if f.code == "mode_collapse"]
+    assert collapse and all(f.severity == "warning" for f in collapse)
+    assert "has not been diverse yet" in collapse[0].message
+    # the same start lasting past early_collapse_steps (2000) rises to an error there, not before
+    doctor = Doctor(total_steps=4000)
+    rose_at = []
+    for rec in _slow_start(0, until=3500):
+        rose_at += [(rec["step"], f.severity) for f in doctor.observe(rec) if f.code == "mode_collapse"]
+    assert rose_at[0][1] == "warning" and rose_at[0][0] < 2000
+    assert [s for s, sev in rose_at if sev == "error"] == [2000]

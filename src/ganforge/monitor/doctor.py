@@ -66,7 +66,8 @@ their median, and an MLP GAN on ring8):
     calmer: over any 20 logs of our DCGAN and ring8 runs, Loss/G moved at most 0.37 of its
     median and the balanced accuracy at most 0.13. Persistence: 3 hits in the last 4
     evaluations; ``step`` is the extreme the first swing started from.
-``mode_collapse`` (warning; error when severe)
+``mode_collapse`` (warning; error when severe, i.e. diversity below ``severe_diversity`` (0.25), but not
+    before step ``early_collapse_steps`` (2000) while the best diversity is still below ``diversity_reached``)
     Probe/diversity below ``collapse_diversity`` (0.4) or, once it has reached
     ``diversity_reached`` (0.7), below ``collapse_keep`` (0.6) x its best 3-record median (best
     capped at 1), unless it is rising (> 1.2x the previous three); persistence as above. From
@@ -311,7 +312,8 @@ class DoctorConfig:
     collapse_diversity: float = 0.4  # Probe/diversity below this is collapse ...
     diversity_reached: float = 0.7  # ... and once the best diversity reached this,
     collapse_keep: float = 0.6  # below this fraction of the best (capped at 1) too
-    severe_diversity: float = 0.25  # below this: error
+    severe_diversity: float = 0.25  # below this: error ...
+    early_collapse_steps: int = 2000  # ... but only a warning before this step while G has never been diverse
     classes_fraction: float = 0.8  # classes/modes covered below this fraction of the count: collapse
     coverage_drop: float = 0.6  # coverage/recall below this fraction of their best: collapse
 
@@ -918,11 +920,16 @@ class Doctor:
         evidence: dict[str, float] = {}
         parts = []
         severe = False
+        early = False
         if stats is not None:
             evidence.update(stats)
             now = stats["Probe/diversity_median"]
-            severe |= now < cfg.severe_diversity
             best = stats.get("Probe/diversity_best")
+            # a generator that starts out drawing near-identical samples and has never spread out yet is
+            # common and usually passes within the first thousand steps or two: a warning then, an error if it lasts
+            early = ((self._last_step or 0) < cfg.early_collapse_steps
+                     and (best is None or best < cfg.diversity_reached))
+            severe |= now < cfg.severe_diversity and not early
             parts.append(f"sample diversity is {now:.2f} of the real data's"
                          + (f" (best {best:.2f})" if best is not None else ""))
         if metrics is not None:
@@ -937,6 +944,10 @@ class Doctor:
                     name = key[:-5]
                     parts.append(f"{name} fell to {metrics[name]:.3g} from {value:.3g}")
         message = f"The generator has collapsed onto a few modes: {'; '.join(parts)}."
+        if early and not severe:
+            message += (f" It has not been diverse yet at step {self._last_step}: many runs start like this and "
+                        f"spread out within the first thousand steps or two; an error if it lasts past step "
+                        f"{cfg.early_collapse_steps}.")
         return _Verdict(True, "error" if severe else "warning", message, evidence, ADVICE["mode_collapse"])
 
     def _metric_count(self, name: str, extra: dict[str, Any]) -> float | None:
