@@ -55,6 +55,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5)")
     g.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
     g.add_argument("--n-critic", type=_positive_int, help="D updates per G update (default 1)")
+    g.add_argument("--g-steps", type=_positive_int,
+                   help="G updates per step, each on fresh noise (default 1; 2 is the DCGAN-TensorFlow recipe "
+                   "PacGAN's Stacked MNIST runs used)")
     g.add_argument("--lr-decay", choices=["none", "linear"], help="linear: decay both learning rates to 0 over "
                    "the end of the run (default none)")
     g.add_argument("--lr-decay-start", type=float, help="share of the run before the decay begins (default 0.5)")
@@ -137,6 +140,7 @@ def _add_performance_flags(p: argparse.ArgumentParser) -> None:
 _FLAG_TO_FIELD = {
     "model": "model", "conditional": "conditional", "data": "data", "data_dir": "data_dir",
     "image_size": "image_size", "loss": "loss", "lr_g": "lr_g", "lr_d": "lr_d", "n_critic": "n_critic",
+    "g_steps": "g_steps",
     "lr_decay": "lr_decay", "lr_decay_start": "lr_decay_start",
     "gp_weight": "gp_weight", "r1_weight": "r1_weight", "ema": "ema", "steps": "steps", "epochs": "epochs",
     "batch_size": "batch_size", "seed": "seed", "device": "device", "threads": "threads",

@@ -302,3 +302,39 @@ def test_resume_keeps_one_doctor_log(tmp_path, tiny_config, monkeypatch):
     log = read_doctor_log(tmp_path / "run")
     assert not any(r.get("final") and r["step"] == 2 for r in log)
     assert [r["step"] for r in log if r["code"] == "oscillation" and not r.get("final")] == [4]
+
+
+# --- more generator updates per step --------------------------------------------------------------------
+def test_g_steps_updates_the_generator_that_many_times_per_step(tiny_config, tmp_path):
+    from ganforge.train.gan_step import GANStep
+    from ganforge.train.run import build_networks
+
+    spec = __import__("ganforge.data", fromlist=["load"]).load("digits").spec
+    cfg = tiny_config(pack=2)
+    real = torch.rand(8, 1, 8, 8) * 2 - 1
+    after = {}
+    for g_steps in (1, 2):
+        torch.manual_seed(0)
+        g, d = build_networks(cfg, spec)
+        opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+        step = GANStep(g, d, get_loss("non_saturating"), opt_g, opt_d, noise=torch.Generator().manual_seed(0),
+                       pack=2, g_steps=g_steps)
+        step([(real, None)])
+        steps_g = {int(s["step"]) for s in opt_g.state.values()}
+        steps_d = {int(s["step"]) for s in opt_d.state.values()}
+        assert steps_g == {g_steps} and steps_d == {1}
+        after[g_steps] = torch.cat([p.detach().flatten() for p in g.parameters()])
+    assert not torch.equal(after[1], after[2])
+    with pytest.raises(ConfigError, match="--g-steps"):
+        GANStep(g, d, get_loss("non_saturating"), opt_g, opt_d, noise=torch.Generator(), g_steps=0)
+    with pytest.raises(ConfigError, match="--g-steps"):
+        tiny_config(g_steps=0).validate()
+
+
+def test_g_steps_flag_reaches_the_config_and_is_refused_where_no_step_has_it():
+    from ganforge.cli import _config_from_args, build_parser
+
+    _, settings, _ = _config_from_args(build_parser().parse_args(["train", "--g-steps", "2", "--data", "digits"]))
+    assert settings["g_steps"] == 2 and RunConfig(**settings).g_steps == 2
+    with pytest.raises(ConfigError, match="--g-steps"):
+        RunConfig(model="cyclegan", data="digits", data_b="digits", g_steps=2).validate()

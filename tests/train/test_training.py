@@ -20,7 +20,7 @@ def _weights(run_dir, step):
     dict(conditional=True, ema=0.9, model="mlp", model_config={"z_dim": 8, "hidden_g": [32], "hidden_d": [32]}),
     dict(loss="wasserstein", gp_weight=10.0, n_critic=2),
     dict(diffaugment="color,translation,cutout", instance_noise=0.1, instance_noise_steps=9, label_smoothing=0.1,
-         pack=2, spectral_norm=True, r1_weight=1.0),
+         pack=2, spectral_norm=True, r1_weight=1.0, g_steps=2),
 ])
 def test_resume_is_bit_identical(tmp_path, tiny_config, variant):
     straight, split = tmp_path / "straight", tmp_path / "split"

@@ -40,6 +40,7 @@ class RunConfig:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     n_critic: int = 1
+    g_steps: int = 1  # G updates per step, each on fresh noise (the carpedm20 DCGAN recipe PacGAN used runs 2)
     lr_decay: str = "none"  # "linear": keep the learning rates, then decay them linearly to 0 (see lr_decay_start)
     lr_decay_start: float = 0.5  # share of the run after which the linear decay begins
     gp_weight: float = 0.0  # WGAN-GP gradient penalty weight (10 is usual with --loss wasserstein)
@@ -125,7 +126,8 @@ class RunConfig:
             raise ConfigError(f"--steps must be a positive number of training steps, got {self.steps}")
         if self.epochs is not None and not (self.epochs > 0):
             raise ConfigError(f"--epochs must be positive, got {self.epochs}")
-        for name in ("batch_size", "n_critic", "sample_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        for name in ("batch_size", "n_critic", "g_steps", "sample_every", "checkpoint_every", "log_every",
+                     "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -175,7 +177,7 @@ class RunConfig:
 
     # stabilisers of the noise-to-image step that CycleGANStep does not implement
     _NOT_FOR_CYCLEGAN = ("conditional", "pack", "diffaugment", "instance_noise", "label_smoothing", "gp_weight",
-                         "r1_weight", "ema", "minibatch_std", "auto_remedy")
+                         "r1_weight", "ema", "minibatch_std", "auto_remedy", "g_steps")
 
     # of those, what the video steps do implement (`ganforge.train.d_stabilisers`)
     _NOT_FOR_VIDEO = tuple(n for n in _NOT_FOR_CYCLEGAN if n not in ("instance_noise", "r1_weight", "auto_remedy"))

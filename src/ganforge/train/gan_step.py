@@ -49,11 +49,13 @@ def _grad_norm(module: nn.Module) -> Tensor:
 
 
 class GANStep:
-    """D update(s) (``n_critic`` of them, one real batch each), then one G update.
+    """D update(s) (``n_critic`` of them, one real batch each), then G update(s) (``g_steps``).
 
     The fake batch of the last D update is reused for the G update (as in the reference
     DCGAN recipe), so G runs forward once per step. D's parameters are frozen during the
-    G phase, so no gradient is computed for weights that will not be stepped.
+    G phase, so no gradient is computed for weights that will not be stepped. Further G updates
+    (``g_steps`` > 1, the DCGAN-TensorFlow recipe's "run g_optim twice so that d_loss does not
+    go to zero") each draw fresh noise against the same D.
 
     Stabilisers that act on what D sees, all applied identically to real and generated data
     and in both phases (so G is trained through them): DiffAugment (``augment``), instance
@@ -88,6 +90,7 @@ class GANStep:
         *,
         noise: torch.Generator,
         n_critic: int = 1,
+        g_steps: int = 1,
         gp_weight: float = 0.0,
         r1_weight: float = 0.0,
         ema: EMA | None = None,
@@ -104,6 +107,9 @@ class GANStep:
         self.opt_d = opt_d
         self.noise = noise
         self.n_critic = n_critic
+        if g_steps < 1:
+            raise ConfigError(f"--g-steps must be >= 1, got {g_steps}")
+        self.g_steps = g_steps
         self.gp_weight = gp_weight
         self.r1_weight = r1_weight
         self.ema = ema
@@ -257,6 +263,13 @@ class GANStep:
         self._update(loss_g, self.opt_g, self.scaler_g, G, "Grad/G")
         if self.ema is not None:
             self.ema.update(G)
+        for _ in range(self.g_steps - 1):  # further G updates on fresh noise, against the same D
+            with self._autocast():
+                fake_more = self.g_train(self.sample_z(fake.shape[0], fake.device), labels)
+                loss_g = self.loss.generator(self._d_forward_g_phase(fake_more, labels).float())
+            self._update(loss_g, self.opt_g, self.scaler_g, G, "Grad/G")
+            if self.ema is not None:
+                self.ema.update(G)
         # 3. statistics of the last D phase: D(x), D(G(z)) as probabilities, accuracy per side, margin
         with torch.no_grad():
             real_logits, fake_logits = real_logits.detach(), fake_logits.detach()

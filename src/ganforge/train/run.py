@@ -195,6 +195,7 @@ def _train_gan(config: RunConfig, out: str | os.PathLike, resume: str | None, ca
     torch.manual_seed(distributed.rank_seed(config.seed, dist.rank))
     ema = EMA(generator, config.ema) if config.ema > 0 else None
     step = GANStep(generator, discriminator, loss, opt_g, opt_d, noise=noise, n_critic=config.n_critic,
+                   g_steps=config.g_steps,
                    gp_weight=config.gp_weight, r1_weight=config.r1_weight, ema=ema, augment=config.diffaugment,
                    instance_noise=config.instance_noise, instance_noise_steps=config.instance_noise_steps,
                    label_smoothing=config.label_smoothing, pack=config.pack)

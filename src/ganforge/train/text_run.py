@@ -61,7 +61,7 @@ ENCODER_DIR = "text_encoder"
 
 # settings of the noise-to-image step that the text step does not implement
 _NOT_FOR_TEXT = ("conditional", "pack", "instance_noise", "label_smoothing", "gp_weight", "minibatch_std",
-                 "auto_remedy")
+                 "auto_remedy", "g_steps")
 
 
 def validate_text_config(config: RunConfig) -> None:
