@@ -330,10 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-config", default='{"width": 8, "hidden": 32}', help="JSON of PredictorConfig fields")
     p.add_argument("--runs", default="runs/bench-video")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--results", help="folder for the result records (default bench/results; a smoke test's elsewhere)")
     p.add_argument("--paired", nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="compare two runs under --runs (e.g. adv_ft_lowgdl_3000 mse_ft_3000) clip by clip")
     p.add_argument("--picture", help="with --paired: a PNG of a few test clips, rows truth / RUN_B / RUN_A")
     args = p.parse_args(argv)
+    if args.results:
+        global RESULTS
+        RESULTS = Path(args.results)
     if args.paired:
         paired(args)
     elif args.generate:
