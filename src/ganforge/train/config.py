@@ -284,6 +284,14 @@ def preset_settings(name: str) -> dict[str, Any]:
     return {**PRESETS[name], "preset": name}
 
 
+def file_settings(config_path: str | os.PathLike | None, preset: str | None = None) -> dict[str, Any]:
+    """The settings below the flags: preset < TOML file. The preset is ``preset`` (the ``--preset`` flag) or, without
+    it, the file's own ``preset`` key; either may be absent. `ganforge train` and `ganforge tune` both start here."""
+    from_file = load_toml(config_path) if config_path else {}
+    name = preset or from_file.get("preset")
+    return layer_settings(preset_settings(name), from_file) if name else from_file
+
+
 def layer_settings(*layers: dict[str, Any]) -> dict[str, Any]:
     """Merge settings layers, lowest first (defaults < preset < TOML < flags): a later layer's keys win, except
     that ``model_config`` is merged key by key (``--model-opt z_dim=4`` keeps a preset's widths) and a run length

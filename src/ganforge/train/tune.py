@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.errors import ConfigError, DataNotFoundError, GanforgeError
-from ganforge.train.config import RunConfig, layer_settings, load_toml, preset_settings, save_json
+from ganforge.train.config import RunConfig, file_settings, layer_settings, save_json
 
 STUDY_NAME = "ganforge-tune"
 STUDY_FILE = "study.db"
@@ -858,11 +858,7 @@ def cmd_tune(args: argparse.Namespace, settings_from_args: Callable[[argparse.Na
         raise ConfigError("ganforge tune continues a sweep by itself: rerun the same command with the same --out "
                           "(without --resume)")
     explicit = settings_from_args(args)
-    file_settings = load_toml(args.config) if args.config else {}
-    preset = getattr(args, "preset", None) or file_settings.get("preset")
-    if preset:
-        file_settings = layer_settings(preset_settings(preset), file_settings)
-    settings = layer_settings(file_settings, explicit)
+    settings = layer_settings(file_settings(args.config, getattr(args, "preset", None)), explicit)
     if settings.get("data") in (None, "auto"):
         raise ConfigError("ganforge tune needs --data (every trial trains on it), e.g. --data ring8")
     if "model" not in settings and str(settings["data"]).lower() in ("ring8", "grid25"):
