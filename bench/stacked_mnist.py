@@ -79,8 +79,13 @@ def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | Non
         scores = evaluate_run(out, checkpoint=str(at), metrics=["modes"], n=n_eval, seed=seed, progress=False,
                               write=False)
         values = {s.metric.split("_mnist_cnn")[0]: s.value for s in scores}
+        kl_parts = next(s.extra for s in scores if s.metric.startswith("kl_stacked_modes"))
         rows.append({"arm": arm, "seed": seed, "steps": at, "modes": values["stacked_modes"],
                      "kl": values["kl_stacked_modes"],
+                     # KL = sum of the channels' digit-imbalance KLs + the channels' dependence (exact split)
+                     "kl_channels": [round(v, 4) for v in kl_parts["kl_channels"]],
+                     "total_correlation": round(kl_parts["total_correlation"], 4),
+                     "channel_histograms": kl_parts["channel_histograms"],
                      "seconds": round(trained_for.get(at) or 0.0, 1),
                      "protocol": scores[0].protocol.describe()})
     return rows
@@ -143,7 +148,9 @@ def main() -> None:
             for a, v in ARMS.items() if any(r["arm"] == a for r in rows)),
         "- protocol: " + "; ".join(dict.fromkeys(r["protocol"] for r in rows))
         + " (the judge's hash differs between machines that trained it; same recipe and seed); modes = distinct "
-        "judge-labelled channel triples among the samples",
+        "judge-labelled channel triples among the samples; where scored since 2026-11-29 (fifth stop), the KL "
+        "is split exactly as (= channels' digit imbalance + the channels' dependence): the sum of the three "
+        "channels' KL(digit frequencies || uniform over 10) plus their total correlation",
         "",
         "| arm | steps | seeds | modes captured (of 1000) | KL to uniform | per seed (modes / KL) |",
         "|---|---|---|---|---|---|",
@@ -151,7 +158,9 @@ def main() -> None:
     for arm in [a for a in ARMS if any(r["arm"] == a for r in rows)]:
         for steps in sorted({r["steps"] for r in rows if r["arm"] == arm}):
             sel = [r for r in rows if r["arm"] == arm and r["steps"] == steps]
-            per = "; ".join(f"{r['modes']:.0f} / {r['kl']:.3f}" for r in sel)
+            per = "; ".join(f"{r['modes']:.0f} / {r['kl']:.3f}" + (
+                f" (= {sum(r['kl_channels']):.3f} + {r['total_correlation']:.3f})" if "kl_channels" in r else "")
+                for r in sel)
             lines.append(f"| {arm} | {steps} | {len(sel)} | {cell([r['modes'] for r in sel], '.1f')} | "
                          f"{cell([r['kl'] for r in sel], '.3f')} | {per} |")
     out = Path(args.out)

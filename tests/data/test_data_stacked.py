@@ -84,6 +84,35 @@ def test_mode_stats_real_vs_collapsed(digits: ImageData) -> None:
         stacked_mode_stats(judge, digits.images)
 
 
+class _FixedJudge:
+    """Reads the digit a test image encodes in its first pixel (0..9)."""
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        return x[:, 0, 0, 0].long().numpy()
+
+
+def test_mode_stats_kl_splits_into_channel_imbalance_and_dependence() -> None:
+    # channel R all 7s (KL log 10); G uniform; B = G (fully dependent: total correlation log 10)
+    g = np.arange(1000) % 10
+    digits = np.stack([np.full(1000, 7), g, g], axis=1)
+    images = torch.zeros(1000, 3, 2, 2, dtype=torch.uint8)
+    images[:, :, 0, 0] = torch.from_numpy(digits).to(torch.uint8)
+    stats = stacked_mode_stats(_FixedJudge(), images)
+    assert stats["modes_captured"] == 10
+    assert stats["kl_to_uniform"] == pytest.approx(math.log(100))  # 10 equal modes of 1000
+    assert stats["kl_channels"] == pytest.approx([math.log(10), 0.0, 0.0])
+    assert stats["total_correlation"] == pytest.approx(math.log(10))
+    assert stats["channel_histograms"][0] == [0] * 7 + [1000, 0, 0]
+    # independent uniform channels: every part near 0 (up to the sampling bias)
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, size=(20000, 3))
+    images = torch.zeros(20000, 3, 2, 2, dtype=torch.uint8)
+    images[:, :, 0, 0] = torch.from_numpy(digits).to(torch.uint8)
+    stats = stacked_mode_stats(_FixedJudge(), images)
+    assert max(stats["kl_channels"]) < 0.002 and stats["total_correlation"] < 0.03
+    assert stats["kl_to_uniform"] == pytest.approx(sum(stats["kl_channels"]) + stats["total_correlation"])
+
+
 def test_mode_stats_with_a_trained_judge(digits: ImageData) -> None:
     from ganforge.metrics.judge import train_judge
 

@@ -128,7 +128,9 @@ def _modes(ctx: Context) -> list[Score]:
 
         stats = stacked_mode_stats(ctx.judge, ctx.fake)
         return [ctx.score(f"stacked_modes_{ctx.judge.name}", stats["modes_captured"], n_modes=1000),
-                ctx.score(f"kl_stacked_modes_{ctx.judge.name}", stats["kl_to_uniform"])]
+                ctx.score(f"kl_stacked_modes_{ctx.judge.name}", stats["kl_to_uniform"],
+                          kl_channels=stats["kl_channels"], total_correlation=stats["total_correlation"],
+                          channel_histograms=stats["channel_histograms"])]
     from ganforge.metrics.classifier_scores import class_coverage
 
     cov = class_coverage(ctx.judge, ctx.fake)
