@@ -46,10 +46,14 @@ REMEDIES = {"pack": 2, "minibatch_std": True}
 # "remedies_decay": remedies with both learning rates decayed linearly to 0 over the second half of the run
 # "remedies_wide": remedies with twice the channels in G and D (ngf/ndf 64, as in the DCGAN paper): better digits
 # per channel are what the KL needs once every mode is found
+# "remedies_32": remedies on the images resized to 32x32, where the DCGAN gets a third stage (D: 3 convolutions,
+# 169k weights instead of 2 and 39k at 28x28); samples are resized back to 28x28 for the judge (the real test
+# set's KL through the same round trip: 0.0249 against 0.025 without it)
 ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
         "ema": {"ema": 0.999, "lr_decay": "linear"},
         "remedies_decay": {**REMEDIES, "lr_decay": "linear", "lr_decay_start": 0.5},
-        "remedies_wide": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}}}
+        "remedies_wide": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}},
+        "remedies_32": {**REMEDIES, "image_size": 32}}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,
