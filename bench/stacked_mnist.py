@@ -6,7 +6,11 @@ non-saturating loss, Adam 2e-4, betas (0.5, 0.999), batch 64) for the same numbe
 "remedies" adds REMEDIES (PacGAN packing, as in Lin et al. 2018, plus minibatch standard
 deviation). Each generator is scored on 26,000 samples (as in the PacGAN and VEEGAN papers) from
 seeded noise: every channel is classified by ganforge's MNIST judge; modes captured = distinct
-(d_R, d_G, d_B) triples produced; KL = KL(mode histogram || uniform over 1,000).
+(d_R, d_G, d_B) triples produced; KL = KL(mode histogram || uniform over 1,000), reported with its exact split
+into the channels' digit imbalance (sum of three KLs to uniform over 10) and their dependence (total
+correlation). Further arms vary one thing on top of "remedies": the width (remedies_wide: ngf/ndf 64, the
+library's default), the depth (remedies_32: 32x32 images, one more stage), the learning-rate schedule
+(remedies_decay).
 
     python bench/stacked_mnist.py --data-dir DIR [--seeds 0,1] [--steps 3000]
     python bench/stacked_mnist.py --data-dir DIR --arms plain --seeds 0 --eval-at 5000,10000,20000,40000 \
