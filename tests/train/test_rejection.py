@@ -116,14 +116,25 @@ def test_cli_rejection_fits_once_and_reuses(tmp_path, capsys):
     assert json.loads((run_dir / "rejection" / "rejection.json").read_text())["lr"] == 1e-3
 
 
-def test_packed_runs_are_refused(tmp_path):
+def test_packed_runs_get_a_fresh_single_sample_discriminator(tmp_path):
+    """A packed run's D judges pairs; rejection sampling trains a fresh D of the same family for one sample,
+    without minibatch-std (a sample's score must not depend on its batch mates), and reloads it exactly."""
     run_dir = tmp_path / "run"
     config = RunConfig(model="mlp", data="ring8", model_config={"z_dim": 4, "hidden_g": [16], "hidden_d": [16]},
-                       steps=4, batch_size=32, pack=2, sample_every=4, checkpoint_every=4, log_every=2, progress=False,
-                       threads=1, report=False)
+                       steps=40, batch_size=32, pack=2, minibatch_std=True, sample_every=40, checkpoint_every=40,
+                       log_every=10, progress=False, threads=1, report=False)
     train(config, run_dir)
-    with pytest.raises(ConfigError, match="--pack 2"):
-        fit_rejection(run_dir, steps=2, progress=False)
     with pytest.raises(ConfigError, match="no rejection discriminator"):
         load_rejection(run_dir)
-    assert math.isfinite(float(load_run(run_dir).sample(4).sum()))
+    sampler = fit_rejection(run_dir, steps=300, lr=1e-3, progress=False)
+    assert sampler.info["fresh_discriminator"] is True
+    assert sampler.discriminator.minibatch_std is None  # the run's D had it
+    x = torch.randn(64, 2)
+    assert sampler.discriminator(x).numel() == 64  # one score per sample
+    assert sampler.info["final_loss"] < 2 * math.log(2)  # it tells this early G's samples from the ring
+    again = load_rejection(run_dir)
+    assert again.info["fresh_discriminator"] is True
+    with torch.no_grad():
+        assert torch.equal(sampler.discriminator.eval()(x), again.discriminator.eval()(x))
+    out = sampler.sample(100, seed=0, gamma=-3.0)
+    assert out.shape == (100, 2) and math.isfinite(float(out.sum()))

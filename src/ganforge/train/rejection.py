@@ -19,8 +19,11 @@ Two steps:
 
 Measured on ring8 (bench/modes.py, `--rejection`): see bench/results/modes.md.
 
-Not for runs with ``--pack`` (that D judges groups of samples, not one) and not for the run families
-whose generator needs more than noise (CycleGAN, text-to-image, video).
+Runs trained with ``--pack K`` have a discriminator that judges K samples at once, which cannot score
+one; for them step 1 trains a *fresh* discriminator of the run's architecture for one sample (without the
+minibatch-std feature, which would make a sample's score depend on its batch mates), from a seeded
+initialisation instead of the checkpoint, so it needs more ``steps``. Not for the run families whose
+generator needs more than noise (CycleGAN, text-to-image, video).
 """
 
 from __future__ import annotations
@@ -138,10 +141,17 @@ class RejectionSampler:
         return out
 
 
-def _check_run(run: TrainedRun) -> None:
-    if run.config.pack > 1:
-        raise ConfigError(f"rejection sampling needs a discriminator that scores one sample; {run.config.model} run "
-                          f"trained with --pack {run.config.pack} has one that judges {run.config.pack} at once")
+def _single_sample_discriminator(run: TrainedRun) -> tuple[nn.Module, bool]:
+    """(D that scores one sample, whether it starts fresh): the run's own D, or, for a packed run, its
+    architecture built for one sample and without minibatch-std (see the module docstring)."""
+    from ganforge.nets import build
+
+    overrides = run.config.model_overrides()
+    fresh = run.config.pack > 1
+    if fresh:
+        overrides.pop("minibatch_std", None)
+    _, discriminator = build(run.config.model, run.spec, **overrides)
+    return discriminator, fresh
 
 
 def fit_rejection(run_dir: str | os.PathLike, *, checkpoint: str | None = None, steps: int = 2000, lr: float = 2e-4,
@@ -153,16 +163,14 @@ def fit_rejection(run_dir: str | os.PathLike, *, checkpoint: str | None = None, 
     if steps < 1:
         raise ConfigError(f"--rejection-steps must be a positive integer, got {steps}")
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    _check_run(run)
     dev = resolve_device(device)
-    from ganforge.nets import build
-
     torch.manual_seed(seed)
-    _, discriminator = build(run.config.model, run.spec, **run.config.model_overrides())
-    weights = load_weights(run.checkpoint, "discriminator")
-    if weights is None:
-        raise ConfigError(f"checkpoint {run.checkpoint} holds no discriminator: rejection sampling starts from it")
-    discriminator.load_state_dict(weights)
+    discriminator, fresh = _single_sample_discriminator(run)
+    if not fresh:
+        weights = load_weights(run.checkpoint, "discriminator")
+        if weights is None:
+            raise ConfigError(f"checkpoint {run.checkpoint} holds no discriminator: rejection sampling starts from it")
+        discriminator.load_state_dict(weights)
     discriminator.to(dev).train()
     data = _load_data(run.config)
     labels = data.labels if run.spec.n_classes else None  # run.spec: the networks' spec (classes iff conditional)
@@ -185,6 +193,8 @@ def fit_rejection(run_dir: str | os.PathLike, *, checkpoint: str | None = None, 
     tail = losses[-max(1, steps // 10):]
     info = {"checkpoint": run.checkpoint.name, "uses_ema": run.uses_ema, "steps": steps, "lr": lr,
             "batch_size": stream.batch_size, "seed": seed, "final_loss": sum(tail) / len(tail),
+            # a packed run's D judges groups: this one was trained from scratch for one sample
+            "fresh_discriminator": fresh,
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     folder = Path(run_dir) / REJECTION_DIR
     folder.mkdir(exist_ok=True)
@@ -205,10 +215,7 @@ def load_rejection(run_dir: str | os.PathLike, device: str = "cpu") -> Rejection
                           "--rejection` (it trains once, then is reused) or `fit_rejection(run_dir)`")
     info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
     run = load_run(run_dir, checkpoint=str(Path(run_dir) / "checkpoints" / info["checkpoint"]), device=device)
-    _check_run(run)
-    from ganforge.nets import build
-
-    _, discriminator = build(run.config.model, run.spec, **run.config.model_overrides())
+    discriminator, _ = _single_sample_discriminator(run)
     discriminator.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     discriminator.to(resolve_device(device)).eval()
     return RejectionSampler(run, discriminator, info)
