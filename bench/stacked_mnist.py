@@ -58,55 +58,12 @@ ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
         "remedies_decay": {**REMEDIES, "lr_decay": "linear", "lr_decay_start": 0.5},
         "remedies_wide": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}},
         "remedies_32": {**REMEDIES, "image_size": 32}}
-# "<arm>+drs": the trained <arm> run's checkpoint sampled through discriminator rejection sampling
-# (`ganforge sample --rejection`); packed runs get a fresh single-sample D, hence more steps than bench/modes.py
-DRS = {"steps": 3000, "lr": 2e-4, "gammas": (0.0, -3.0, -6.0), "max_candidates_per_sample": 200}
-
-
-def score_drs(arm: str, seed: int, at: int, out: Path, n_eval: int, data_dir: str | None) -> dict:
-    """Fit rejection sampling to ``out``'s checkpoint at step ``at``, draw ``n_eval`` accepted samples and count
-    their modes with the same judge as the other rows."""
-    from ganforge.data.stacked import stacked_mode_stats
-    from ganforge.errors import ConfigError
-    from ganforge.metrics.evaluate import _fit_to
-    from ganforge.metrics.judge import get_judge
-    from ganforge.train.rejection import fit_rejection
-
-    start = time.time()
-    sampler = fit_rejection(out, checkpoint=str(out / "checkpoints" / f"step_{at:06d}"), steps=DRS["steps"],
-                            lr=DRS["lr"], seed=seed, progress=False)
-    for gamma in DRS["gammas"]:  # exact rejection first; a shift only where it accepts too few candidates
-        try:
-            samples = sampler.sample(n_eval, seed=seed, gamma=gamma,
-                                     max_candidates_per_sample=DRS["max_candidates_per_sample"])
-            break
-        except ConfigError as e:
-            print(f"  {arm} seed {seed}, gamma {gamma}: {e}", flush=True)
-    else:
-        raise SystemExit(f"rejection sampling failed at every gamma of {DRS['gammas']}")
-    judge = get_judge("mnist", data_dir=data_dir, progress=False)
-    images, resize = _fit_to(samples, (1, 28, 28))
-    stats = stacked_mode_stats(judge, images.clamp(-1, 1))
-    return {"arm": arm, "seed": seed, "steps": at, "modes": float(stats["modes_captured"]),
-            "kl": stats["kl_to_uniform"], "kl_channels": [round(v, 4) for v in stats["kl_channels"]],
-            "total_correlation": round(stats["total_correlation"], 4),
-            "channel_histograms": stats["channel_histograms"], "seconds": round(time.time() - start, 1),
-            "acceptance": round(sampler.info["last_acceptance"], 4), "gamma": gamma,
-            "drs": {**DRS, "fresh_discriminator": sampler.info["fresh_discriminator"],
-                    "final_loss": round(sampler.info["final_loss"], 4)},
-            "protocol": f"{judge.name} {judge.protocol().get('weights_sha256', '')[:12]}, {n_eval} DRS samples "
-                        f"(gamma {gamma:g}), resize {resize}"}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,
         score_only: bool = False) -> list[dict]:
     """Train ``arm`` to the last of ``eval_at`` steps in ``root/ARM-SEED`` (unless ``score_only``: the run is
     there already, trained with this configuration) and score the checkpoint at each step of ``eval_at``."""
-    if arm.endswith("+drs"):  # sample the trained run through rejection sampling
-        base = root / f"{arm.removesuffix('+drs')}-{seed}"
-        if not (base / "checkpoints").is_dir():
-            raise SystemExit(f"{arm}: no run {base} (train arm {arm.removesuffix('+drs')} with seed {seed} first)")
-        return [score_drs(arm, seed, at, base, n_eval, data_dir) for at in eval_at]
     out = root / f"{arm}-{seed}"
     steps = max(eval_at)
     if not score_only:
@@ -168,7 +125,7 @@ def main() -> None:
                f"--eval-at {','.join(map(str, eval_at))}" + (" --workdir DIR --score-only" if args.score_only else ""))
     rows = json.loads(Path(args.from_json).read_text()) if args.from_json else []
     arms = args.arms.split(",") if args.arms else ([] if args.from_json else list(ARMS))
-    if unknown := [a for a in arms if a.removesuffix("+drs") not in ARMS]:
+    if unknown := [a for a in arms if a not in ARMS]:
         p.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     for seed in [int(s) for s in args.seeds.split(",")] if arms else []:
         for arm in arms:
@@ -196,9 +153,7 @@ def main() -> None:
         f"- model: DCGAN {json.dumps(MODEL)}, batch 64, non-saturating loss, Adam 2e-4, betas (0.5, 0.999)",
         "- arms (settings on top of the model's): " + "; ".join(
             f"{a}: {json.dumps(v)}" + (" (`--preset robust`)" if a == "robust" else "")
-            for a, v in ARMS.items() if any(r["arm"] == a for r in rows))
-        + (f"; +drs: the arm's checkpoint sampled by discriminator rejection sampling {json.dumps(DRS)} "
-           "(packed runs: a fresh single-sample D)" if any(r["arm"].endswith("+drs") for r in rows) else ""),
+            for a, v in ARMS.items() if any(r["arm"] == a for r in rows)),
         "- protocol: " + "; ".join(dict.fromkeys(r["protocol"] for r in rows))
         + " (the judge's hash differs between machines that trained it; same recipe and seed); modes = distinct "
         "judge-labelled channel triples among the samples; where scored since 2026-11-29 (fifth stop), the KL "
@@ -208,7 +163,7 @@ def main() -> None:
         "| arm | steps | seeds | modes captured (of 1000) | KL to uniform | per seed (modes / KL) |",
         "|---|---|---|---|---|---|",
     ]
-    for arm in [a for base in ARMS for a in (base, base + "+drs") if any(r["arm"] == a for r in rows)]:
+    for arm in [a for a in ARMS if any(r["arm"] == a for r in rows)]:
         for steps in sorted({r["steps"] for r in rows if r["arm"] == arm}):
             sel = [r for r in rows if r["arm"] == arm and r["steps"] == steps]
             per = "; ".join(f"{r['modes']:.0f} / {r['kl']:.3f}" + (
