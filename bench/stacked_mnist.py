@@ -57,7 +57,10 @@ ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
         "ema": {"ema": 0.999, "lr_decay": "linear"},
         "remedies_decay": {**REMEDIES, "lr_decay": "linear", "lr_decay_start": 0.5},
         "remedies_wide": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}},
-        "remedies_32": {**REMEDIES, "image_size": 32}}
+        "remedies_32": {**REMEDIES, "image_size": 32},
+        # "_g2": two G updates per step (--g-steps 2), as PacGAN's code trains
+        "remedies_wide_g2": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}, "g_steps": 2},
+        "remedies_32_g2": {**REMEDIES, "image_size": 32, "g_steps": 2}}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,
