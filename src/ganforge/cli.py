@@ -214,14 +214,13 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = No
     ``base`` < preset < TOML < flags (the caller fills in what depends on the data, then builds the config)."""
     from ganforge.errors import ConfigError
     from ganforge.train import RunConfig
-    from ganforge.train.config import file_settings as below_flags
-    from ganforge.train.config import layer_settings, load_toml
+    from ganforge.train.config import layer_settings, load_toml, settings_below_flags
     from ganforge.train.rundir import RunDir
 
     explicit = _explicit_settings(args)
     # layering: defaults < preset < TOML < flags (a resumed run keeps its stored settings, so no preset then)
     if args.resume is None:
-        file_settings = below_flags(args.config, args.preset)
+        file_settings = settings_below_flags(args.config, args.preset)
     else:
         file_settings = load_toml(args.config) if args.config else {}
     if args.resume is not None:

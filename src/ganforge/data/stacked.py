@@ -85,6 +85,12 @@ def register() -> None:
     register_dataset("stacked_mnist", load_stacked_mnist, replace=True)
 
 
+def _kl_to_uniform(counts: np.ndarray) -> float:
+    """KL(counts / total || uniform over len(counts)) in nats, with 0 log 0 = 0."""
+    p = counts[counts > 0] / counts.sum()
+    return float(np.sum(p * np.log(p * len(counts))))
+
+
 def stacked_mode_stats(judge: ChannelJudge, images: Any, *, batch_size: int = 4096) -> dict[str, Any]:
     """Count the Stacked MNIST modes in ``images`` (N, 3, H, W), uint8 or floats in [-1, 1].
 
@@ -125,13 +131,9 @@ def stacked_mode_stats(judge: ChannelJudge, images: Any, *, batch_size: int = 40
         raise ConfigError("the judge predicted classes outside 0..9: stacked_mode_stats needs an MNIST (digit) judge")
     modes = 100 * digits[:, 0] + 10 * digits[:, 1] + digits[:, 2]
     counts = np.bincount(modes, minlength=N_MODES)
-    p = counts[counts > 0] / n
-    kl = float(np.sum(p * np.log(p * N_MODES)))
+    kl = _kl_to_uniform(counts)
     channel_counts = [np.bincount(digits[:, c], minlength=10) for c in range(3)]
-    kl_channels = []
-    for c in channel_counts:
-        q = c[c > 0] / n
-        kl_channels.append(float(np.sum(q * np.log(q * 10))))
+    kl_channels = [_kl_to_uniform(c) for c in channel_counts]
     return {
         "n": n,
         "n_modes": N_MODES,

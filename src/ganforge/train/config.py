@@ -284,7 +284,7 @@ def preset_settings(name: str) -> dict[str, Any]:
     return {**PRESETS[name], "preset": name}
 
 
-def file_settings(config_path: str | os.PathLike | None, preset: str | None = None) -> dict[str, Any]:
+def settings_below_flags(config_path: str | os.PathLike | None, preset: str | None = None) -> dict[str, Any]:
     """The settings below the flags: preset < TOML file. The preset is ``preset`` (the ``--preset`` flag) or, without
     it, the file's own ``preset`` key; either may be absent. `ganforge train` and `ganforge tune` both start here."""
     from_file = load_toml(config_path) if config_path else {}

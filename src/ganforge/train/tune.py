@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ganforge.errors import ConfigError, DataNotFoundError, GanforgeError
-from ganforge.train.config import RunConfig, file_settings, layer_settings, save_json
+from ganforge.train.config import RunConfig, layer_settings, save_json, settings_below_flags
 
 STUDY_NAME = "ganforge-tune"
 STUDY_FILE = "study.db"
@@ -858,7 +858,7 @@ def cmd_tune(args: argparse.Namespace, settings_from_args: Callable[[argparse.Na
         raise ConfigError("ganforge tune continues a sweep by itself: rerun the same command with the same --out "
                           "(without --resume)")
     explicit = settings_from_args(args)
-    settings = layer_settings(file_settings(args.config, getattr(args, "preset", None)), explicit)
+    settings = layer_settings(settings_below_flags(args.config, getattr(args, "preset", None)), explicit)
     if settings.get("data") in (None, "auto"):
         raise ConfigError("ganforge tune needs --data (every trial trains on it), e.g. --data ring8")
     if "model" not in settings and str(settings["data"]).lower() in ("ring8", "grid25"):
