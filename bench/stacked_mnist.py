@@ -60,7 +60,12 @@ ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
         "remedies_32": {**REMEDIES, "image_size": 32},
         # "_g2": two G updates per step (--g-steps 2), as PacGAN's code trains
         "remedies_wide_g2": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}, "g_steps": 2},
-        "remedies_32_g2": {**REMEDIES, "image_size": 32, "g_steps": 2}}
+        "remedies_32_g2": {**REMEDIES, "image_size": 32, "g_steps": 2},
+        # "_anneal": remedies_wide whose learning rates decay linearly to 0 over the last fifth (trained to 60k steps,
+        # this is remedies_wide to 48k, then the decay: the run may be remedies_wide's resumed at 48k with
+        # --steps 60000 --lr-decay linear --lr-decay-start 0.8, the same weights by construction)
+        "remedies_wide_anneal": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}, "lr_decay": "linear",
+                                 "lr_decay_start": 0.8}}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ganforge.cli import main
@@ -165,3 +166,28 @@ def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "ganforge", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("ganforge ")
     assert Path(sys.executable).exists()
+
+
+def test_resume_can_anneal_a_plateaued_run(tmp_path):
+    """--lr-decay on resume: the same weights as a run that had the decay from the start (the schedule is a
+    function of the step), and the stored config says what the continued run used."""
+    from safetensors.torch import load_file
+
+    base = ["--data", "digits", "--batch-size", 16, "--seed", 3, *TINY]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run_cli("train", *base, "--steps", 10, "--lr-decay", "linear", "--lr-decay-start", 0.5,
+                   "--out", whole) == 0
+    assert run_cli("train", *base, "--steps", 5, "--out", split) == 0
+    assert run_cli("train", "--out", split, "--resume", "auto", "--steps", 10, "--lr-decay", "linear",
+                   "--lr-decay-start", 0.5, "--no-progress") == 0
+    stored = json.loads((split / "config.json").read_text())["config"]
+    assert stored["lr_decay"] == "linear" and stored["steps"] == 10
+    a, b = (load_file(r / "checkpoints" / "step_000010" / "generator.safetensors") for r in (whole, split))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # and switched off again: the learning rate goes back to its base value
+    assert run_cli("train", "--out", split, "--resume", "auto", "--steps", 12, "--lr-decay", "none",
+                   "--no-progress") == 0
+    from ganforge.train.checkpoint import load_state
+
+    group = load_state(split / "checkpoints" / "step_000012")["optimizers"]["generator"]["param_groups"][0]
+    assert group["lr"] == group["base_lr"]

@@ -202,3 +202,27 @@ def test_minibatch_std_before_final_conv() -> None:
     assert discriminator.main[-1].in_channels == 32 + 1
     assert discriminator.projection.embed.out_dim == 32 + 1
     assert discriminator(torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 0, 1, 0, 1])).shape == (6,)
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_extra_layers_add_depth_at_half_resolution(spectral_norm: bool) -> None:
+    spec = DataSpec((3, 28, 28))
+    plain_g, plain_d = build("dcgan", spec, ngf=8, ndf=8, spectral_norm=spectral_norm, minibatch_std=True)
+    generator, discriminator = build("dcgan", spec, ngf=8, ndf=8, extra_layers=2, spectral_norm=spectral_norm,
+                                     minibatch_std=True)
+    g_convs = [m for m in generator.main if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    d_convs = [m for m in discriminator.main if isinstance(m, nn.Conv2d)]
+    # G: 1x1 -> 7x7 (16), 7 -> 14 (8), two 3x3 stride-1 (8), 14 -> 28 (3); D: 28 -> 14 (8), two 3x3 (8), 14 -> 7 (16)
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in g_convs] == [
+        (16, 7, 1), (8, 4, 2), (8, 3, 1), (8, 3, 1), (3, 4, 2)]
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in d_convs] == [
+        (8, 4, 2), (8, 3, 1), (8, 3, 1), (16, 4, 2), (1, 7, 1)]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(generator) - count(plain_g) == 2 * (8 * 8 * 9 + 2 * 8)  # two convs and their BatchNorms
+    bias_or_bn = 8 if spectral_norm else 2 * 8  # SN drops D's BatchNorm; the conv gets a bias instead
+    assert count(discriminator) - count(plain_d) == 2 * (8 * 8 * 9 + bias_or_bn)
+    z = torch.randn(4, generator.z_dim)
+    assert generator(z).shape == (4, 3, 28, 28) and discriminator(generator(z)).shape == (4,)
+    assert len([m for m in discriminator.modules() if isinstance(m, nn.BatchNorm2d)]) == (0 if spectral_norm else 3)
+    with pytest.raises(ConfigError, match="extra_layers"):
+        build("dcgan", spec, extra_layers=-1)

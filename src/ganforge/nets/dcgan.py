@@ -7,6 +7,11 @@ weights for the same seed), so benchmarks compare the same model and its checkpo
 Other sizes: ``k`` stride-2 stages, the largest k >= 1 with H and W divisible by 2^k and
 min(H, W) / 2^k >= 4; G's first transposed conv maps 1x1 to the ``base`` size (H/2^k, W/2^k) and D's
 last conv maps ``base`` to 1x1.
+
+``extra_layers`` adds depth without changing the sizes: that many stride-1 3x3 conv + BN + activation layers
+at the highest hidden resolution (H/2 x W/2), in G before its output layer and in D after its first layer (as the
+``n_extra_layers`` of the WGAN authors' DCGAN code). At 28x28 DCGAN has only two stride-2 stages, against
+four layers in the Stacked MNIST networks of the PacGAN and VEEGAN papers; this is the way to match them.
 """
 
 from __future__ import annotations
@@ -51,11 +56,14 @@ class Config:
     condition: str = "projection"  # how D uses the condition: "projection" or "concat"
     spectral_norm: bool = False  # spectral norm on every D weight; D's BatchNorm is then dropped
     minibatch_std: bool = False  # append the minibatch std map before D's final conv
+    extra_layers: int = 0  # stride-1 3x3 conv layers at H/2 in G (before its output layer) and in D (after its first)
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "ngf", "ndf", "max_mult", "embed_dim"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"dcgan {name} must be a positive integer, got {getattr(self, name)}")
+        if int(self.extra_layers) < 0:
+            raise ConfigError(f"dcgan extra_layers must be 0 or more, got {self.extra_layers}")
         if self.condition not in CONDITION_MODES:
             raise ConfigError(f"dcgan condition must be one of {CONDITION_MODES}, got {self.condition!r}")
 
@@ -109,6 +117,9 @@ class DCGANGenerator(Generator):
                 nn.BatchNorm2d(out_width),
                 nn.ReLU(True),
             ]
+        for _ in range(config.extra_layers):
+            layers += [nn.Conv2d(widths[-1], widths[-1], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[-1]),
+                       nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], spec.channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)  # named as in pytorch/examples, for checkpoint compatibility
 
@@ -144,8 +155,10 @@ class DCGANDiscriminator(Discriminator):
             nn.Conv2d(in_channels, widths[0], 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, inplace=True),
         ]
-        for in_width, out_width in zip(widths[:-1], widths[1:], strict=True):
-            layers.append(nn.Conv2d(in_width, out_width, 4, 2, 1, bias=not batch_norm))
+        convs = [(widths[0], widths[0], 3, 1)] * config.extra_layers  # (in, out, kernel, stride)
+        convs += [(in_width, out_width, 4, 2) for in_width, out_width in zip(widths[:-1], widths[1:], strict=True)]
+        for in_width, out_width, kernel, stride in convs:
+            layers.append(nn.Conv2d(in_width, out_width, kernel, stride, 1, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_width))
             layers.append(nn.LeakyReLU(0.2, inplace=True))

@@ -115,7 +115,10 @@ class RunConfig:
         {"steps", "epochs", "device", "threads", "sample_every", "checkpoint_every", "log_every",
          "keep_checkpoints", "progress", "data_dir", "eval_every", "eval_n", "eval_metrics", "best_metric",
          "doctor", "stop_at_equilibrium", "auto_remedy", "report", "paired_test",
-         "amp", "channels_last", "compile", "cuda_graphs", "tf32", "fused_adam", "sync_batchnorm", "ddp_noise"}
+         "amp", "channels_last", "compile", "cuda_graphs", "tf32", "fused_adam", "sync_batchnorm", "ddp_noise",
+         # the schedule is a function of the step alone: a plateaued run can be annealed from where it stands
+         # (--resume auto --steps 60000 --lr-decay linear --lr-decay-start 0.8 decays from step 48,000 on)
+         "lr_decay", "lr_decay_start"}
     )
 
     def validate(self) -> None:

@@ -325,8 +325,7 @@ class Trainer:
         for opt in self.step_fn.optimizers().values():
             for group in opt.param_groups:
                 group.setdefault("base_lr", group["lr"])
-                if self.config.lr_decay != "none":
-                    group["lr"] = group["base_lr"] * factor
+                group["lr"] = group["base_lr"] * factor  # factor 1 without decay (a resume may switch it off)
 
     def rollback(self, path: str | Path) -> None:
         """Go back to a checkpoint mid-run (the doctor's remedy): weights, optimisers, RNG, data position,
