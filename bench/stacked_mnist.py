@@ -65,7 +65,10 @@ ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
         # this is remedies_wide to 48k, then the decay: the run may be remedies_wide's resumed at 48k with
         # --steps 60000 --lr-decay linear --lr-decay-start 0.8, the same weights by construction)
         "remedies_wide_anneal": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}, "lr_decay": "linear",
-                                 "lr_decay_start": 0.8}}
+                                 "lr_decay_start": 0.8},
+        # "_deep": remedies_wide with two stride-1 3x3 layers at 14x14 in G and D (DCGAN extra_layers): four
+        # convolutions in D, as the Stacked MNIST networks of the PacGAN and VEEGAN papers have
+        "remedies_wide_deep": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64, "extra_layers": 2}}}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,
