@@ -9,8 +9,9 @@ seeded noise: every channel is classified by ganforge's MNIST judge; modes captu
 (d_R, d_G, d_B) triples produced; KL = KL(mode histogram || uniform over 1,000), reported with its exact split
 into the channels' digit imbalance (sum of three KLs to uniform over 10) and their dependence (total
 correlation). Further arms vary one thing on top of "remedies": the width (remedies_wide: ngf/ndf 64, the
-library's default), the depth (remedies_32: 32x32 images, one more stage), the learning-rate schedule
-(remedies_decay).
+library's default), the depth (remedies_32: 32x32 images, one more stage; remedies_wide_deep: two stride-1
+layers at 14x14), the learning-rate schedule (remedies_decay; remedies_wide_anneal: the wide run decayed over its
+last fifth), two G updates per step (the _g2 arms).
 
     python bench/stacked_mnist.py --data-dir DIR [--seeds 0,1] [--steps 3000]
     python bench/stacked_mnist.py --data-dir DIR --arms plain --seeds 0 --eval-at 5000,10000,20000,40000 \
