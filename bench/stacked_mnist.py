@@ -69,7 +69,10 @@ ARMS = {"plain": {}, "remedies": REMEDIES, "robust": dict(PRESETS["robust"]),
                                  "lr_decay_start": 0.8},
         # "_deep": remedies_wide with two stride-1 3x3 layers at 14x14 in G and D (DCGAN extra_layers): four
         # convolutions in D, as the Stacked MNIST networks of the PacGAN and VEEGAN papers have
-        "remedies_wide_deep": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64, "extra_layers": 2}}}
+        "remedies_wide_deep": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64, "extra_layers": 2}},
+        # "_ema": remedies_wide sampled from the generator's moving average (0.999), which evens out a class balance
+        # that drifts from checkpoint to checkpoint
+        "remedies_wide_ema": {**REMEDIES, "model_config": {"ngf": 64, "ndf": 64}, "ema": 0.999}}
 
 
 def run(arm: str, seed: int, eval_at: list[int], root: Path, data_dir: str | None, n_eval: int,
