@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -27,7 +28,7 @@ from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 from ganforge.data.registry import load  # noqa: E402
 from ganforge.data.stacked import load_stacked_mnist  # noqa: E402
-from ganforge.grid import to_uint8  # noqa: E402
+from ganforge.grid import make_grid, to_uint8  # noqa: E402
 from ganforge.metrics.judge import get_judge  # noqa: E402
 from ganforge.train import load_run  # noqa: E402
 
@@ -45,10 +46,8 @@ def compare(name: str, digits: np.ndarray, judge, knn: KNeighborsClassifier) -> 
     for who, labels in (("judge", by_judge), ("5-NN ", by_knn)):
         freq = np.bincount(labels, minlength=10) / len(labels) * 10
         print(f"  {who} digit frequency x10: " + " ".join(f"{d}:{f:.2f}" for d, f in enumerate(freq)))
-    pairs: dict[tuple[int, int], int] = {}
-    for a, b in zip(by_judge[by_judge != by_knn], by_knn[by_judge != by_knn], strict=True):
-        pairs[(int(a), int(b))] = pairs.get((int(a), int(b)), 0) + 1
-    top = sorted(pairs.items(), key=lambda t: -t[1])[:5]
+    differ = by_judge != by_knn
+    top = Counter(zip(by_judge[differ].tolist(), by_knn[differ].tolist(), strict=True)).most_common(5)
     print("  most frequent disagreements (judge says, 5-NN says): "
           + ", ".join(f"{a}/{b} x{c}" for (a, b), c in top))
     return by_judge
@@ -70,23 +69,17 @@ def main() -> None:
     judge = get_judge("mnist", data_dir=args.data_dir, progress=False)
     real = load_stacked_mnist("test", args.data_dir).images[: args.n].numpy()
     compare("real Stacked MNIST test", channels(real), judge, knn)
-    checkpoint = args.checkpoint
-    if checkpoint.isdigit():
-        checkpoint = str(Path(args.run) / "checkpoints" / f"step_{int(checkpoint):06d}")
-    run = load_run(args.run, checkpoint=checkpoint, device="cpu")
+    run = load_run(args.run, checkpoint=args.checkpoint, device="cpu")
     digits = channels(to_uint8(run.sample(args.n, seed=args.seed)))
     if digits.shape[2:] != (28, 28):
         raise SystemExit(f"{args.run} draws {digits.shape[2]}x{digits.shape[3]} images; this check needs 28x28")
     labels = compare(f"generated ({run.checkpoint.name})", digits, judge, knn)
     if args.picture:
-        rows = []
-        for d in range(10):
-            pick = digits[labels == d][:16, 0]
-            pick = np.concatenate([pick, np.zeros((16 - len(pick), *pick.shape[1:]), np.uint8)])
-            rows.append(np.concatenate(list(pick), axis=1))
-        grid = np.concatenate(rows, axis=0)
+        blank = np.zeros((16, *digits.shape[1:]), np.uint8)  # a row stays 16 wide when a label has fewer
+        rows = [np.concatenate([digits[labels == d][:16], blank])[:16] for d in range(10)]
+        grid = make_grid(np.concatenate(rows), nrow=16, min_cell=56)  # 2x enlarged
         Path(args.picture).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(args.picture)
+        Image.fromarray(grid[:, :, 0]).save(args.picture)
         print(f"picture: {args.picture} (row d: channels the judge labels d)")
 
 

@@ -191,3 +191,17 @@ def test_resume_can_anneal_a_plateaued_run(tmp_path):
 
     group = load_state(split / "checkpoints" / "step_000012")["optimizers"]["generator"]["param_groups"][0]
     assert group["lr"] == group["base_lr"]
+
+
+def test_checkpoint_by_step_number(tmp_path, capsys):
+    """`--checkpoint 2` names checkpoints/step_000002 (RunDir.checkpoint_path), for sampling as for evaluation."""
+    out = tmp_path / "run"
+    assert run_cli("train", "--data", "digits", "--steps", 4, "--batch-size", 16, "--checkpoint-every", 2,
+                   "--keep-checkpoints", 5, "--out", out, *TINY) == 0
+    assert run_cli("sample", out, "--n", 4, "--checkpoint", 2, "--out", tmp_path / "a.npy") == 0
+    assert run_cli("sample", out, "--n", 4, "--checkpoint", out / "checkpoints" / "step_000002",
+                   "--out", tmp_path / "b.npy") == 0
+    assert run_cli("sample", out, "--n", 4, "--out", tmp_path / "c.npy") == 0  # latest: step 4
+    a, b, c = (np.load(tmp_path / f"{x}.npy") for x in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert "step_000003 does not exist" in _error(capsys, "sample", out, "--checkpoint", 3, "--out", tmp_path / "d.npy")

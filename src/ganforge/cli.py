@@ -476,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=int, help="class to sample (conditional runs; default: cycle through classes)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--nrow", type=int, help="images per grid row (default: square)")
-    p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a checkpoint directory")
+    p.add_argument("--checkpoint", default="latest",
+                   help="latest (default), best, a step number, or a checkpoint directory")
     p.add_argument("--device", default="cpu", help="device to sample on (default cpu)")
     p.add_argument("--rejection", action="store_true",
                    help="discriminator rejection sampling (Azadi et al. 2019): keep samples the way the density ratio "

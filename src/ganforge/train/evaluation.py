@@ -87,8 +87,6 @@ def evaluate_run(
     else:
         if checkpoint == "last":
             checkpoint = "latest"
-        if checkpoint is not None and str(checkpoint).isdigit():
-            checkpoint = str(rundir.checkpoints / checkpoint_name(int(checkpoint)))
         run = load_run(run_dir, checkpoint=checkpoint, device=device)
         ckpt_step = int(run.checkpoint.name.split("_")[-1]) if run.checkpoint.name.startswith("step_") else None
     dataset = _dataset_key(run.config.data)

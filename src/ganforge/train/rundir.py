@@ -18,6 +18,7 @@ from ganforge.errors import CheckpointError, ConfigError, GanforgeError
 from ganforge.train.checkpoint import (
     CheckpointInfo,
     best_checkpoint,
+    checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
     verify_checkpoint,
@@ -73,8 +74,11 @@ class RunDir:
         save_json(self.config_path, config)
 
     def checkpoint_path(self, which: str | os.PathLike | None = None) -> Path:
-        """The verified checkpoint ``which`` names: None or ``"latest"`` (newest), ``"best"`` (best score), or a
-        checkpoint directory; CheckpointError when there is none yet or it is damaged."""
+        """The verified checkpoint ``which`` names: None or ``"latest"`` (newest), ``"best"`` (best score), a step
+        number (``4000`` or ``"4000"``: ``checkpoints/step_004000``), or a checkpoint directory; CheckpointError
+        when there is none yet or it is damaged."""
+        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+            which = self.checkpoints / checkpoint_name(int(which))
         if which in (None, "latest", "best"):
             info = best_checkpoint(self.checkpoints) if which == "best" else self.latest()
             if info is None:
